@@ -1,0 +1,39 @@
+"""``gradts config``: the resolved settings and where each value came from."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import output
+from ..options import JsonOpt, state
+
+
+def register(app: typer.Typer) -> None:
+    app.command("config", help=HELP)(config)
+
+
+HELP = """Show the resolved settings and where each value came from.
+
+Precedence: defaults < user config.toml < project gradts.toml (or --config) < GRADTS_* env <
+flags.
+
+[dim]Examples:[/dim]
+
+  gradts config
+
+  GRADTS_PROBE_EPOCHS=1 gradts config --json
+"""
+
+
+def config(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    from gradts_engine.config import explain, user_config_file
+
+    cfg = state(ctx).config()
+    rows = explain(cfg)
+    if json_:
+        output.print_json({"files": list(cfg.files), "user_file": str(user_config_file()),
+                           "settings": [{"key": k, "value": v, "source": s} for k, v, s in rows]})
+        return
+    output.table(None, ["setting", "value", "from"],
+                 [(k, "–" if v is None else v, s) for k, v, s in rows],
+                 caption=f"user file: {user_config_file()}")

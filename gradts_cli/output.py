@@ -1,0 +1,186 @@
+"""The only place that prints (DESIGN.md §3, §6).
+
+Data (tables, JSON) go to stdout through :data:`out`; messages, warnings, errors and progress go
+to stderr through :data:`err`. Progress bars are drawn only when stderr is a terminal;
+``--quiet`` silences messages and progress (never data or errors). ``--json`` output is one
+JSON document on stdout, always parseable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from gradts_engine.progress import Progress
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+_state = {"quiet": False}
+
+
+def set_quiet(quiet: bool) -> None:
+    _state["quiet"] = bool(quiet)
+
+
+def is_quiet() -> bool:
+    return _state["quiet"]
+
+
+# -- messages ---------------------------------------------------------------------------------
+def info(message: str) -> None:
+    if not _state["quiet"]:
+        err.print(message)
+
+
+def success(message: str) -> None:
+    if not _state["quiet"]:
+        err.print(f"[green]✓[/green] {message}")
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/yellow] {message}")
+
+
+def error_line(message: str, hint: str | None = None) -> None:
+    """One line: ``error: <what is wrong> — <what to do>`` (no traceback)."""
+    text = Text("error: ", style="bold red")
+    text.append(message)
+    if hint:
+        text.append(" — ", style="dim")
+        text.append(hint, style="cyan")
+    err.print(text, soft_wrap=True)
+
+
+# -- data -------------------------------------------------------------------------------------
+def _jsonable(obj: Any) -> Any:
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float):
+        return None if math.isnan(obj) or math.isinf(obj) else obj
+    if hasattr(obj, "tolist"):
+        return _jsonable(obj.tolist())
+    if hasattr(obj, "__fspath__"):
+        return str(obj)
+    return obj
+
+
+def print_json(obj: Any) -> None:
+    """One JSON document on stdout (NaN becomes null, so the output is strict JSON)."""
+    sys.stdout.write(json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]], *,
+          justify: Sequence[str] | None = None, caption: str | None = None) -> None:
+    t = Table(title=title, caption=caption, header_style="bold", title_justify="left")
+    for i, c in enumerate(columns):
+        t.add_column(c, justify=(justify[i] if justify else "left"))  # type: ignore[arg-type]
+    for r in rows:
+        t.add_row(*[c if isinstance(c, Text) else Text(str(c)) for c in r])
+    out.print(t)
+
+
+def print_text(text: str | Text) -> None:
+    out.print(text)
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:+.{digits}f}" if digits and abs(x) <= 1.0 else f"{x:.{digits}f}"
+
+
+def corr_cell(x: float | None) -> Text:
+    """A correlation value coloured from red (−1) through grey (0) to green (+1)."""
+    if x is None or math.isnan(x):
+        return Text("–", style="dim")
+    style = "bold green" if x >= 0.5 else "green" if x >= 0.2 else (
+        "red" if x <= -0.2 else "white" if abs(x) < 0.2 else "")
+    return Text(f"{x:+.2f}", style=style)
+
+
+_SHADES = " ░▒▓█"
+
+
+def heatmap(matrix: Any, title: str, *, row_label: str = "L", col_label: str = "H") -> None:
+    """A compact terminal heatmap of a (rows, cols) matrix, scaled to its own min and max."""
+    import numpy as np
+
+    m = np.asarray(matrix, dtype=float)
+    lo, hi = float(np.nanmin(m)), float(np.nanmax(m))
+    span = hi - lo if hi > lo else 1.0
+    t = Table(title=title, title_justify="left", show_header=True, header_style="dim",
+              box=None, pad_edge=False, padding=(0, 0))
+    t.add_column("", style="dim", justify="right")
+    for j in range(m.shape[1]):
+        t.add_column(f"{j}"[-1], justify="center", width=2)
+    for i in range(m.shape[0]):
+        cells = []
+        for j in range(m.shape[1]):
+            v = (m[i, j] - lo) / span
+            shade = _SHADES[min(len(_SHADES) - 1, int(v * (len(_SHADES) - 1) + 0.5))]
+            cells.append(Text(shade * 2, style=f"rgb({int(40 + 215 * v)},{int(60 + 120 * v)},90)"))
+        t.add_row(f"{row_label}{i}", *cells)
+    out.print(t)
+    out.print(Text(f"  {col_label} = head index; shading from {lo:.3g} to {hi:.3g}", style="dim"))
+
+
+# -- progress ---------------------------------------------------------------------------------
+@contextmanager
+def progress_reporter() -> Iterator[Any]:
+    """A callback for engine :class:`Progress` events: Rich bars on a TTY, sparse lines otherwise."""
+    if _state["quiet"]:
+        yield lambda event: None
+        return
+    if err.is_terminal:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
+                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+
+        bars: dict[tuple[str, str | None], Any] = {}
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                      MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                      TextColumn("{task.fields[metrics]}"), console=err, transient=False) as bar:
+            def on_event(event: Progress) -> None:
+                key = (event.stage, event.task)
+                desc = f"{event.stage}" + (f" [bold]{event.task}[/bold]" if event.task else "")
+                if event.message:
+                    desc += f" {event.message}"
+                metrics = "  ".join(f"{k} {v:.4g}" for k, v in event.metrics.items())
+                if key not in bars:
+                    bars[key] = bar.add_task(desc, total=event.total, metrics=metrics)
+                bar.update(bars[key], completed=event.done, total=event.total,
+                           description=desc, metrics=metrics)
+            yield on_event
+        return
+
+    last: dict[tuple[str, str | None], float] = {}
+
+    def on_plain(event: Progress) -> None:
+        key = (event.stage, event.task)
+        now = time.monotonic()
+        finished = event.total is not None and event.done >= event.total
+        if not finished and now - last.get(key, 0.0) < 10.0:
+            return
+        last[key] = now
+        where = f"{event.stage}" + (f" {event.task}" if event.task else "")
+        count = f" {event.done}/{event.total}" if event.total else ""
+        metrics = "  ".join(f"{k} {v:.4g}" for k, v in event.metrics.items())
+        err.print(f"{where}{count} {event.message} {metrics}".rstrip())
+
+    yield on_plain

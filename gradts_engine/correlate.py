@@ -600,3 +600,46 @@ def instance_summary(
         hist_edges=tuple(float(e) for e in edges),
         n_nan=int(s.size - finite.size),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# from the store: rankings of probed tasks (what `gradts corr` and GradTS-trial use)
+
+
+def instance_vectors(R: np.ndarray) -> np.ndarray:
+    """Per-instance matrices (N, L, H) -> vectors (N, L*H) normalised like a task matrix.
+
+    Each instance's matrix gets the same per-layer L1 normalisation as the task matrix
+    (``minmax`` is affine per matrix, so it changes none of the three statistics and is
+    skipped).
+    """
+    R = np.asarray(R, dtype=np.float64)
+    return layer_l1(R).reshape(R.shape[0], -1)  # (N, D)
+
+
+def rank_from_store(
+    store: object,
+    model: str,
+    primary: str,
+    candidates: Sequence[str],
+    *,
+    measure: str = "gate",
+    estimator: str = "during",
+    method: Method = "kendall",
+) -> list[RankedCandidate]:
+    """Rank ``candidates`` for ``primary`` by the correlation of their stored task matrices.
+
+    Reads the probe results of every task (a missing one is a
+    :class:`~gradts_engine.errors.MissingResultError` naming the ``gradts probe`` command;
+    results of different models, measures or shapes are an error), flattens the
+    ``estimator`` matrix of each and correlates the primary's with each candidate's.
+    """
+    from .results import load_results
+
+    _check_method(method)
+    names = [primary, *[c for c in candidates if c != primary]]
+    results = load_results(store, model, names, measure)  # type: ignore[arg-type]
+    vectors = {r.task: np.asarray(r.matrix(estimator), dtype=np.float64).ravel() for r in results}
+    x = vectors[primary]
+    stats = {t: correlate(x, vectors[t], method) for t in names[1:]}
+    return rank_candidates(primary, stats)

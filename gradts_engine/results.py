@@ -1,0 +1,188 @@
+"""Importance results in the store: the contract between probe and corr/trial/fg/report.
+
+A probe entry (kind ``"probe"``) holds, for one (model, task, measure, settings):
+
+``task.safetensors``
+    ``during`` (L, H) and ``after`` (L, H): the two task-level estimators of DESIGN.md §2,
+    already normalised (``during = layer_l1(sum_steps |dL/dxi|)``,
+    ``after = minmax(layer_l1(mean_i R_i))``); ``during_raw`` and ``after_raw`` (L, H), the
+    sums/means before normalisation.
+``instances-NNNNN.safetensors`` (absent with ``--no-instances``)
+    ``R`` (n, L, H) float32 raw per-instance matrices and ``index`` (n,) int64: each row's
+    position in the task's train split. Written in chunks, so memory stays bounded.
+
+``meta.json``'s ``spec`` (the key) holds ``model`` (:attr:`ModelRef.cache_id`), ``task`` (the
+task spec fingerprint), ``data`` (its data fingerprint), ``measure`` and ``settings``; its
+``info`` holds ``task_name``, ``model_name``, ``num_instances``, ``num_layers``,
+``num_heads``, ``model_type``, ``chunks``, timings and training metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import IncompatibleResultsError, MissingResultError
+from .store import Entry, Store, safe_component
+
+KIND = "probe"
+ESTIMATORS = ("during", "after")
+MEASURES = ("gate", "qkv", "legacy")
+
+
+def model_lookup_id(model: str) -> str:
+    """How a user's ``--model`` is matched against stored entries without network access."""
+    p = Path(model).expanduser()
+    if p.exists():
+        return str(p.resolve())
+    return model
+
+
+def _model_matches(entry: Entry, model: str) -> bool:
+    want = model_lookup_id(model)
+    stored = str(entry.spec.get("model", ""))
+    return stored == want or stored.startswith(want + "@") or entry.info.get("model_name") == model
+
+
+def probe_key(store: Store, *, model_cache_id: str, model_name: str, task: str,
+              task_fingerprint: Mapping[str, Any], data_fingerprint: str, measure: str,
+              settings: Mapping[str, Any]) -> Any:
+    """The store key of one probe (see module docstring)."""
+    return store.key(KIND, [safe_component(model_name), task, measure], {
+        "model": model_cache_id, "task": dict(task_fingerprint), "data": data_fingerprint,
+        "measure": measure, "settings": dict(settings),
+    })
+
+
+@dataclass(frozen=True)
+class ImportanceResult:
+    """One probed task, read back from the store (arrays loaded lazily where large)."""
+
+    task: str
+    model: str          # cache id
+    model_name: str
+    measure: str
+    num_layers: int
+    num_heads: int
+    num_instances: int
+    matrices: Mapping[str, Any]   # estimator -> (L, H) float32 numpy array
+    entry: Entry
+    store: Store
+
+    @property
+    def info(self) -> Mapping[str, Any]:
+        return self.entry.info
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        return self.entry.spec.get("settings", {})
+
+    @property
+    def has_instances(self) -> bool:
+        return bool(self.entry.info.get("chunks"))
+
+    def matrix(self, estimator: str) -> Any:
+        if estimator not in self.matrices:
+            raise MissingResultError(f"probe of '{self.task}' has no '{estimator}' matrix",
+                                     hint=f"choose --estimator from {', '.join(self.matrices)}")
+        return self.matrices[estimator]
+
+    def iter_instances(self) -> Iterator[tuple[Any, Any]]:
+        """Yield ``(index (n,), R (n, L, H))`` chunk by chunk."""
+        if not self.has_instances:
+            raise MissingResultError(
+                f"probe of '{self.task}' was run with --no-instances",
+                hint=f"rerun: gradts probe --model {self.model_name} --task {self.task} --force")
+        for name in self.entry.info["chunks"]:
+            arrays = self.store.load_arrays(self.entry, name)
+            yield arrays["index"], arrays["R"]
+
+    def instances(self) -> tuple[Any, Any]:
+        """All instance matrices at once: ``(index (N,), R (N, L, H))``."""
+        import numpy as np
+
+        idx, rs = zip(*self.iter_instances(), strict=True) if self.has_instances else ((), ())
+        if not idx:
+            self.iter_instances()  # raises the helpful error
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.num_layers, self.num_heads))
+        return np.concatenate(idx), np.concatenate(rs)
+
+
+def read_result(store: Store, entry: Entry, verify: bool = True) -> ImportanceResult:
+    if verify:
+        store.verify_path(entry.path, entry.meta)
+    arrays = store.load_arrays(entry, "task")
+    info = entry.info
+    return ImportanceResult(
+        task=str(info.get("task_name")), model=str(entry.spec.get("model")),
+        model_name=str(info.get("model_name")), measure=str(entry.spec.get("measure")),
+        num_layers=int(info.get("num_layers", 0)), num_heads=int(info.get("num_heads", 0)),
+        num_instances=int(info.get("num_instances", 0)),
+        matrices={k: arrays[k] for k in ESTIMATORS if k in arrays}, entry=entry, store=store)
+
+
+def find_results(store: Store, model: str | None = None, measure: str | None = None,
+                 task: str | None = None) -> list[Entry]:
+    """Probe entries matching a model (id or path), measure and task; newest first."""
+    out = []
+    for e in store.entries(KIND):
+        if model is not None and not _model_matches(e, model):
+            continue
+        if measure is not None and e.spec.get("measure") != measure:
+            continue
+        if task is not None and e.info.get("task_name") != task:
+            continue
+        out.append(e)
+    return sorted(out, key=lambda e: str(e.meta.get("created", "")), reverse=True)
+
+
+def load_result(store: Store, model: str, task: str, measure: str = "gate",
+                data_fingerprint: str | None = None) -> ImportanceResult:
+    """The newest probe of ``task`` with ``model`` and ``measure``; a helpful error if none."""
+    entries = find_results(store, model, measure, task)
+    if data_fingerprint is not None:
+        entries = [e for e in entries if e.spec.get("data") == data_fingerprint] or entries
+    if not entries:
+        raise MissingResultError(
+            f"task '{task}' has not been probed with model {model} (measure {measure})",
+            hint=f"run: gradts probe --model {model} --task {task}"
+                 + ("" if measure == "gate" else f" --measure {measure}"),
+            task=task)
+    return read_result(store, entries[0])
+
+
+def load_results(store: Store, model: str, tasks: list[str], measure: str = "gate"
+                 ) -> list[ImportanceResult]:
+    """Several tasks' results, checked to be comparable (same model and shape)."""
+    missing = [t for t in tasks if not find_results(store, model, measure, t)]
+    if missing:
+        raise MissingResultError(
+            f"{len(missing)} task(s) not probed with model {model} (measure {measure}): "
+            f"{', '.join(missing)}",
+            hint=f"run: gradts probe --model {model} " + " ".join(f"--task {t}" for t in missing)
+                 + ("" if measure == "gate" else f" --measure {measure}"),
+            tasks=missing)
+    results = [load_result(store, model, t, measure) for t in tasks]
+    check_comparable(results)
+    return results
+
+
+def check_comparable(results: list[ImportanceResult]) -> None:
+    """Matrices of different models, measures or shapes are never compared (DESIGN.md §2)."""
+    if not results:
+        return
+    first = results[0]
+    for r in results[1:]:
+        if r.model != first.model:
+            raise IncompatibleResultsError(
+                f"'{r.task}' was probed with {r.model}, '{first.task}' with {first.model}",
+                hint="probe every task with the same model (and revision)")
+        if r.measure != first.measure:
+            raise IncompatibleResultsError(
+                f"'{r.task}' uses measure {r.measure}, '{first.task}' {first.measure}")
+        if (r.num_layers, r.num_heads) != (first.num_layers, first.num_heads):
+            raise IncompatibleResultsError(
+                f"'{r.task}' has {r.num_layers}x{r.num_heads} heads, '{first.task}' "
+                f"{first.num_layers}x{first.num_heads}")

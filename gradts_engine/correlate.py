@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import math
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -643,3 +643,89 @@ def rank_from_store(
     x = vectors[primary]
     stats = {t: correlate(x, vectors[t], method) for t in names[1:]}
     return rank_candidates(primary, stats)
+
+
+# ---------------------------------------------------------------------------------------------
+# bootstrap of several primaries at once (gradts corr --bootstrap without --primary)
+
+
+def bootstrap_rankings_all(
+    load_instances: Mapping[str, Callable[[], np.ndarray]],
+    primaries: Sequence[str],
+    n_boot: int,
+    seed: int,
+    method: Method = "kendall",
+    level: float = 0.90,
+) -> dict[str, dict[str, BootstrapStat]]:
+    """:func:`bootstrap_rankings` for every task in ``primaries`` against all the others.
+
+    ``load_instances`` maps each task to a callable returning its raw instance matrices
+    (N_t, L, H). For each primary P the result equals ``bootstrap_rankings(R_P, {t: R_t for
+    every other t}, n_boot, seed, method, level)`` exactly (the same random streams: the
+    primary's keyed by no name, each candidate's by its name), but every task is loaded and
+    resampled once instead of once per primary: memory holds one task's instances plus
+    ``(T + len(primaries)) * n_boot * L*H`` floats.
+    """
+    _check_method(method)
+    if n_boot < 1:
+        raise ConfigError(f"the number of bootstrap replicates must be at least 1, got {n_boot}")
+    if not 0.0 < level < 1.0:
+        raise ConfigError(f"the interval level must lie strictly between 0 and 1, got {level}")
+    names = list(load_instances)
+    unknown = [p for p in primaries if p not in load_instances]
+    if unknown:
+        raise ConfigError(f"primary task '{unknown[0]}' is not among the tasks to bootstrap")
+
+    full: dict[str, np.ndarray] = {}  # task -> (D,) task vector from all instances
+    as_candidate: dict[str, np.ndarray] = {}  # task -> (B, D) replicates, stream keyed by name
+    as_primary: dict[str, np.ndarray] = {}  # primary -> (B, D) replicates, stream keyed by None
+    shape: tuple[int, ...] | None = None
+    for t in names:
+        R = np.asarray(load_instances[t]())  # (N_t, L, H)
+        if R.ndim != 3 or R.shape[0] == 0:
+            raise DataError(
+                f"task '{t}': expected instance matrices (N, L, H) with N >= 1, got {R.shape}"
+            )
+        if shape is not None and R.shape[1:] != shape:
+            raise IncompatibleResultsError(
+                f"task '{t}' has instance matrices of shape {R.shape[1:]}, others {shape}",
+                hint="compare tasks probed with the same model",
+                task=t,
+            )
+        shape = R.shape[1:]
+        full[t] = task_matrix(R).ravel()
+        as_candidate[t] = _bootstrap_task_vectors(R, n_boot, _task_rng(seed, t))
+        if t in primaries:
+            as_primary[t] = _bootstrap_task_vectors(R, n_boot, _task_rng(seed, None))
+        del R
+
+    q = 100.0 * np.array([(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    out: dict[str, dict[str, BootstrapStat]] = {}
+    for p in dict.fromkeys(primaries):
+        cands = [t for t in names if t != p]
+        C = len(cands)
+        if C == 0:
+            out[p] = {}
+            continue
+        full_stats, _ = correlate_many(full[p], np.stack([full[t] for t in cands]), method)
+        full_rank = np.empty(C, np.int64)
+        full_rank[_rank_order(cands, full_stats)] = np.arange(1, C + 1)
+        xb = as_primary[p]  # (B, D)
+        Vb = np.stack([as_candidate[t] for t in cands])  # (C, B, D)
+        boot = np.empty((n_boot, C))  # (B, C)
+        ranks = np.empty((n_boot, C), np.int64)
+        for b in range(n_boot):
+            boot[b], _ = correlate_many(xb[b], Vb[:, b], method)
+            ranks[b, _rank_order(cands, boot[b])] = np.arange(1, C + 1)
+        res = {}
+        for c, t in enumerate(cands):
+            s = boot[:, c][~np.isnan(boot[:, c])]
+            lo, hi = np.percentile(s, q) if s.size else (np.nan, np.nan)
+            res[t] = BootstrapStat(
+                mean=float(s.mean()) if s.size else float("nan"),
+                ci_low=float(lo),
+                ci_high=float(hi),
+                rank_stability=float(np.mean(ranks[:, c] == full_rank[c])),
+            )
+        out[p] = res
+    return out

@@ -149,11 +149,12 @@ def progress_reporter() -> Iterator[Any]:
         yield lambda event: None
         return
     if err.is_terminal:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
-                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn
+        from rich.progress import Progress as RichProgress
+        from rich.progress import TimeElapsedColumn, TimeRemainingColumn
 
         bars: dict[tuple[str, str | None], Any] = {}
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+        with RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                       MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                       TextColumn("{task.fields[metrics]}"), console=err, transient=False) as bar:
             def on_event(event: Progress) -> None:

@@ -67,7 +67,7 @@ def resolve_root(home: str | os.PathLike[str] | None = None) -> Path:
 def safe_component(text: str) -> str:
     """Turn any string (a model id, a task name) into one safe path component."""
     text = text.replace("/", "--").replace("\\", "--")
-    text = _SAFE.sub("_", text).strip("._")
+    text = _SAFE.sub("_", text).strip("._-")
     return text[:80] or "_"
 
 

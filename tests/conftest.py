@@ -1,0 +1,29 @@
+"""Shared fixtures: every test runs with its own store and config directory (no user state)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path_factory.mktemp("gradts_home")
+    cfg = tmp_path_factory.mktemp("gradts_config")
+    monkeypatch.setenv("GRADTS_HOME", str(home))
+    monkeypatch.setenv("GRADTS_CONFIG_DIR", str(cfg))
+    for var in list(os.environ):
+        if var.startswith("GRADTS_") and var not in ("GRADTS_HOME", "GRADTS_CONFIG_DIR"):
+            monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def store_root() -> Path:
+    return Path(os.environ["GRADTS_HOME"])

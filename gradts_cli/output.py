@@ -185,3 +185,66 @@ def progress_reporter() -> Iterator[Any]:
         err.print(f"{where}{count} {event.message} {metrics}".rstrip())
 
     yield on_plain
+
+
+# -- probe ------------------------------------------------------------------------------------
+def is_interactive() -> bool:
+    """Whether we may ask the user (stdin and stderr are terminals)."""
+    return sys.stdin.isatty() and err.is_terminal
+
+
+def choose_tasks(names: Sequence[str], suites: Mapping[str, Sequence[str]]
+                 ) -> tuple[list[str], str | None]:
+    """Offer the registered tasks and suites; return (task names, suite or None)."""
+    from rich.prompt import Prompt
+
+    from gradts_engine.errors import UsageError
+
+    grouped = {n for members in suites.values() for n in members}
+    t = Table(title="registered tasks", title_justify="left", header_style="bold")
+    t.add_column("suite")
+    t.add_column("tasks")
+    for suite, members in suites.items():
+        t.add_row(suite, ", ".join(members))
+    others = [n for n in names if n not in grouped]
+    if others:
+        t.add_row("(other)", ", ".join(others))
+    err.print(t)
+    answer = Prompt.ask("Tasks to probe (comma-separated names, or one suite name)",
+                        console=err).strip()
+    if answer in suites:
+        return [], answer
+    picked = [a.strip() for a in answer.split(",") if a.strip()]
+    if not picked:
+        raise UsageError("no tasks chosen", hint="pass --task NAME or --suite NAME")
+    return picked, None
+
+
+def probe_report(run: Any, estimator: str = "during") -> None:
+    """The probe's summary table, then a heatmap of each task's ``estimator`` matrix."""
+    rows = []
+    root = None
+    for o in run.outcomes:
+        r = o.result
+        root = r.store.root
+        rows.append((o.task, f"{r.num_instances}", f"{o.seconds:.1f}s",
+                     Text("cached", style="dim") if o.cached else Text("new", style="green"),
+                     r.entry.key_path))
+    n_cached = sum(o.cached for o in run.outcomes)
+    table(f"probe: {run.model} (measure {run.measure})",
+          ["task", "examples", "time", "", "cache entry"], rows,
+          justify=["left", "right", "right", "left", "left"],
+          caption=f"{len(rows)} tasks, {n_cached} from the cache; store: {root}")
+    for o in run.outcomes:
+        r = o.result
+        bits = [f"{r.num_layers} layers x {r.num_heads} heads"]
+        loss = (r.info.get("train") or {}).get("final_loss")
+        if isinstance(loss, (int, float)):
+            bits.append(f"final train loss {loss:.3g}")
+        dev = r.info.get("dev") or {}
+        main = dev.get("main")
+        if isinstance(main, (int, float)):
+            bits.append(f"dev {dev.get('metric', 'score')} {main:.3f} (n={dev.get('n')})")
+        out.print()
+        out.print(Text(f"{o.task}: {estimator} importance; " + ", ".join(bits), style="bold"))
+        heatmap(r.matrix(estimator), "")

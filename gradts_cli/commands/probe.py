@@ -1,0 +1,151 @@
+"""``gradts probe``: fine-tune on each task and measure its attention-head importance."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .. import output
+from ..options import (
+    BatchOpt,
+    DeviceOpt,
+    EpochsOpt,
+    ForceOpt,
+    JsonOpt,
+    LrOpt,
+    MaxLenOpt,
+    MeasureOpt,
+    ModelOpt,
+    PrecisionOpt,
+    RevisionOpt,
+    SeedOpt,
+    SuiteOpt,
+    TaskOpt,
+    TasksOpt,
+    split_list,
+    state,
+)
+
+if TYPE_CHECKING:
+    from gradts_engine.probe import ProbeRun
+
+ESTIMATORS = ("during", "after")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("probe", help=HELP)(probe)
+
+
+HELP = """Probe tasks: fine-tune the model on each task, then measure how important every
+attention head is for it (a layers x heads matrix per task, and one per training example).
+
+Both estimators are stored: [bold]during[/bold] (gate gradients summed over fine-tuning; the
+default for rankings) and [bold]after[/bold] (one pass after fine-tuning, as the original
+GradTS). Results are cached: a task probed with the same model, data and settings is reused
+at once (--force recomputes); an interrupted run resumes with the tasks not yet finished.
+
+[dim]Examples:[/dim]
+
+  gradts probe --model bert-base-cased --suite glue
+
+  gradts probe --model bert-base-cased --task rte --task mrpc --epochs 1 --max-length 128
+
+  gradts probe --model ./my-model --tasks cola,sst2 --max-train-examples 2000 --json
+
+  gradts probe --model roberta-base --suite demo --measure qkv --device cuda --precision bf16
+"""
+
+
+def probe(
+    ctx: typer.Context,
+    model: ModelOpt = None,
+    task: TaskOpt = None,
+    tasks: TasksOpt = None,
+    suite: SuiteOpt = None,
+    measure: MeasureOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    lr: LrOpt = None,
+    max_length: MaxLenOpt = None,
+    max_train_examples: Annotated[int | None, typer.Option(
+        "--max-train-examples", min=1, help="Use only the first N training examples.",
+        show_default=False)] = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    revision: RevisionOpt = None,
+    instances: Annotated[bool | None, typer.Option(
+        "--instances/--no-instances", help="Store per-example matrices (needed by fg; default: "
+        "yes).", show_default=False)] = None,
+    trust_remote_code: Annotated[bool, typer.Option(
+        "--trust-remote-code", help="Run the model repository's own code (only if you trust "
+        "it).")] = False,
+    estimator: Annotated[str, typer.Option(
+        "--estimator", help="Which task matrix the heatmaps show: during or after.")] = "during",
+    force: ForceOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    from gradts_engine.errors import UsageError
+
+    if estimator not in ESTIMATORS:
+        raise UsageError(f"unknown estimator {estimator!r}",
+                         hint=f"choose --estimator from {', '.join(ESTIMATORS)}")
+    st = state(ctx)
+    cfg = st.config(
+        run={"model": model, "revision": revision, "device": device, "precision": precision,
+             "seed": seed, "trust_remote_code": True if trust_remote_code else None},
+        probe={"measure": measure, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+               "max_length": max_length, "max_train_examples": max_train_examples,
+               "instances": instances})
+    registry = st.registry()
+    names = [*(task or []), *split_list(tasks)]
+    if not names and not suite:
+        if not output.is_interactive():
+            raise UsageError("no tasks given",
+                             hint="pass --task NAME (repeatable), --tasks a,b or --suite NAME; "
+                                  "see `gradts data list`")
+        names, suite = output.choose_tasks(registry.names(), dict(registry.suites))
+    specs = registry.resolve(names, suite)
+    if not cfg.run.model:
+        from gradts_engine.errors import ModelError
+
+        raise ModelError("no model given", hint="pass --model (a Hub id such as "
+                         "bert-base-cased, or a local directory), or set [run] model in "
+                         "gradts.toml")
+
+    from gradts_engine.probe import probe_tasks
+
+    store = st.store()
+    with output.progress_reporter() as report:
+        def on_event(event: Any) -> None:
+            if event.stage == "cached":
+                output.info(f"[dim]{event.task}: cached, reused ({event.message})[/dim]")
+                return
+            if event.stage in ("load", "done"):
+                return
+            report(event)
+
+        result = probe_tasks(cfg.run.model, specs, store=store, run=cfg.run, probe=cfg.probe,
+                             force=force, progress=on_event)
+    if json_:
+        output.print_json(as_data(result))
+        return
+    output.probe_report(result, estimator)
+
+
+def as_data(result: ProbeRun) -> dict[str, Any]:
+    """The run as JSON-ready data: every task with its settings, timings and matrices."""
+    tasks = []
+    for o in result.outcomes:
+        r = o.result
+        tasks.append({
+            "task": o.task, "cached": o.cached, "seconds": round(o.seconds, 3),
+            "path": str(r.entry.path), "num_instances": r.num_instances,
+            "num_layers": r.num_layers, "num_heads": r.num_heads,
+            "has_instances": r.has_instances, "settings": dict(r.settings),
+            "info": dict(r.info), "created": r.entry.meta.get("created"),
+            "matrices": {k: v.tolist() for k, v in r.matrices.items()},
+        })
+    return {"model": result.model, "model_cache_id": result.model_cache_id,
+            "measure": result.measure, "tasks": tasks}

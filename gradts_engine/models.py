@@ -255,8 +255,8 @@ def build_task_model(ref: ModelRef, heads: Mapping[str, int], *, seed: int,
     except (OSError, ValueError) as e:
         raise ModelError(f"model {ref.name} cannot be loaded: {e}".splitlines()[0]) from e
     if dropout is None:
-        dropout = float(getattr(config, "hidden_dropout_prob", None)
-                        or getattr(config, "dropout", None) or 0.1)
+        given = [getattr(config, a, None) for a in ("hidden_dropout_prob", "dropout")]
+        dropout = float(next((v for v in given if v is not None), 0.1))  # 0.0 is a value
     if getattr(encoder.config, "pad_token_id", None) is None:
         encoder.config.pad_token_id = getattr(encoder.config, "eos_token_id", 0)
     return _task_model_class()(encoder, heads, seed, dropout)

@@ -248,3 +248,130 @@ def probe_report(run: Any, estimator: str = "during") -> None:
         out.print()
         out.print(Text(f"{o.task}: {estimator} importance; " + ", ".join(bits), style="bold"))
         heatmap(r.matrix(estimator), "")
+
+
+# -- corr -------------------------------------------------------------------------------------
+_SPARK = "▁▂▃▄▅▆▇█"
+_SYMBOL = {"kendall": "τ", "spearman": "ρ", "pearson": "r"}
+
+
+def sparkline(counts: Sequence[int]) -> str:
+    """Histogram counts as unicode bars scaled to the largest; an empty bin is a space."""
+    top = max(counts) if len(counts) else 0
+    if top <= 0:
+        return " " * len(counts)
+    return "".join(" " if c == 0 else _SPARK[min(7, int(c / top * 7 + 0.5))] for c in counts)
+
+
+def pvalue_text(p: float | None) -> Text:
+    """A p-value: ``<.001``, ``.042``, ``1.00``; bold below .05, dim from .05 up."""
+    if p is None or math.isnan(p):
+        return Text("–", style="dim")
+    s = "<.001" if p < 0.001 else (f"{p:.3f}".lstrip("0") if p < 1.0 else "1.00")
+    return Text(s, style="bold" if p < 0.05 else "dim")
+
+
+def _ci(lo: float | None, hi: float | None) -> str:
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return "–"
+    return f"{lo:+.2f} … {hi:+.2f}"
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None or math.isnan(x) else f"{x:.0%}"
+
+
+def _corr_table(title: str, columns: Sequence[tuple[str, str, bool]],
+                rows: Sequence[Sequence[Any]]) -> None:
+    """A table whose columns are (header, justify, no_wrap); the task column may wrap."""
+    t = Table(title=title, header_style="bold", title_justify="left")
+    for name, justify, no_wrap in columns:
+        t.add_column(name, justify=justify, no_wrap=no_wrap)  # type: ignore[arg-type]
+    for r in rows:
+        t.add_row(*[c if isinstance(c, Text) else Text(str(c)) for c in r])
+    out.print(t)
+
+
+def _square_table(res: Any, title: str, cell: Any, values: Any) -> None:
+    T = len(res.tasks)
+    cols = [("#", "right", True), ("task", "left", False),
+            *[(str(j + 1), "right", True) for j in range(T)]]
+    rows = [[Text(str(i + 1), style="dim"), name,
+             *[Text("·", style="dim") if i == j else cell(float(values[i, j])) for j in range(T)]]
+            for i, name in enumerate(res.tasks)]
+    _corr_table(title, cols, rows)
+
+
+def corr_report(res: Any, *, pvalues: bool = False, heatmaps: bool = False) -> None:
+    """``gradts corr``: the task x task matrix, rankings, instance level and heatmaps."""
+    sym = _SYMBOL.get(res.method, res.method)
+    for w in res.warnings:
+        warn(w)
+    where = f"{res.model_name}, measure {res.measure}, {res.estimator} estimator"
+    _square_table(res, f"{res.method} {sym} between tasks ({where})", corr_cell, res.stats)
+    if pvalues:
+        _square_table(res, f"two-sided p-values of {sym}", pvalue_text, res.pvalues)
+
+    boot = res.bootstrap
+    for p in res.primaries:
+        cols = [("rank", "right", True), ("candidate", "left", False), (sym, "right", True),
+                ("p", "right", True)]
+        brow = {r.task: r for r in boot.rows.get(p, ())} if boot is not None else {}
+        same = boot is not None and res.estimator == boot.estimator
+        if brow:
+            pct = f"{boot.level:.0%}"
+            if same:
+                cols += [(f"{pct} interval", "left", True), ("kept", "right", True)]
+            else:
+                e = boot.estimator
+                cols += [(f"{e} {sym}", "right", True), (f"{e} rank", "right", True),
+                         (f"{pct} interval", "left", True), ("kept", "right", True)]
+        rows = []
+        for c in res.rankings[p]:
+            row: list[Any] = [str(c.rank), Text(c.task, style="bold" if c.rank == 1 else ""),
+                              corr_cell(c.stat), pvalue_text(c.pvalue)]
+            b = brow.get(c.task)
+            if brow and same:
+                row += [_ci(c.ci_low, c.ci_high), _pct(c.rank_stability)]
+            elif brow:
+                row += ([corr_cell(b.stat), str(b.rank), _ci(b.ci_low, b.ci_high),
+                         _pct(b.rank_stability)] if b else ["–"] * 4)
+            rows.append(row)
+        _corr_table(f"candidates for {p} (highest {sym} first)", cols, rows)
+        if brow:
+            out.print(Text(
+                f"  bootstrap: {boot.n_boot} resamples of every task's instances (seed "
+                f"{boot.seed}); interval = {boot.level:.0%} percentile interval of {sym}; kept = "
+                f"share of resamples in which the candidate keeps its {boot.estimator} rank",
+                style="dim"))
+            if boot.note:
+                out.print(Text(f"  note: {boot.note}", style="yellow"))
+
+    if res.instances is not None:
+        rows = []
+        thr: list[float] = [0.5, 0.62, 0.7]
+        for r in res.instances:
+            label = Text(r.task) + (Text(" (own)", style="dim") if r.is_primary else Text(""))
+            s = r.summary
+            if s is None:
+                rows.append([label, "–", "–", "–", "–", "–", "–",
+                             Text(r.note or "no instances", style="yellow")])
+                continue
+            thr = list(s.frac_above)
+            rows.append([label, str(s.n), corr_cell(s.mean), corr_cell(s.median),
+                         *[_pct(v) for v in s.frac_above.values()],
+                         Text(sparkline(s.hist_counts), style="cyan")])
+        cols = [("task", "left", False), ("n", "right", True), ("mean", "right", True),
+                ("median", "right", True), *[(f">{t:g}", "right", True) for t in thr],
+                (f"{sym} from -1 to +1", "left", True)]
+        _corr_table(f"instance level: {res.primary}'s {res.estimator} matrix against each "
+                    f"instance's ({sym})", cols, rows)
+        out.print(Text("  GradTS-fg keeps the instances above a threshold (0.62 in the "
+                       "original); (own) = the primary's own instances, for reference",
+                       style="dim"))
+
+    if heatmaps:
+        for t in res.tasks:
+            heatmap(res.matrices[t], f"{t} — {res.estimator} head importance")
+    info(f"[dim]{len(res.tasks)} tasks in {res.elapsed_s:.2f} s (read from the store; nothing "
+         f"trained)[/dim]")

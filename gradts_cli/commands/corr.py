@@ -1,0 +1,136 @@
+"""``gradts corr``: correlate the stored head-importance matrices of tasks; rank candidates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import output
+from ..options import (
+    JsonOpt,
+    MeasureOpt,
+    ModelOpt,
+    PrimaryOpt,
+    SeedOpt,
+    SuiteOpt,
+    TaskOpt,
+    TasksOpt,
+    split_list,
+    state,
+)
+
+METHODS = ("kendall", "spearman", "pearson")
+ESTIMATORS = ("during", "after")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("corr", help=HELP)(corr)
+
+
+HELP = """Correlate tasks' head-importance matrices and rank candidate auxiliary tasks.
+
+Reads the matrices that [bold]gradts probe[/bold] stored; never trains. Without --tasks or
+--suite, every task probed with the model (and measure) is used. Prints the task x task
+Kendall tau-b matrix and, for each primary (or just --primary), its candidates ranked by tau
+with p-values.
+
+--instances (with --primary): GradTS-fg's instance level, the primary's task matrix against
+every training example's matrix of each candidate: mean, median, share above 0.5/0.62/0.7 and
+a histogram.
+
+--bootstrap N: resample each task's examples N times and rebuild its matrix, for a 90%
+interval of every tau and how often each candidate keeps its rank. Only the [bold]after[/bold]
+estimator is a mean over examples, so the intervals always describe it; with the default
+[bold]during[/bold] estimator they are shown beside the after estimator's own tau and rank.
+
+--csv FILE writes one row per (primary, candidate) pair: statistic, p-value, rank, interval.
+
+[dim]Examples:[/dim]
+
+  gradts corr --model bert-base-cased --suite glue --primary rte
+
+  gradts corr --model bert-base-cased --tasks rte,mrpc,qnli,cola --pvalues --heatmap
+
+  gradts corr --model bert-base-cased --primary rte --instances --bootstrap 200 --seed 1
+
+  gradts corr --model bert-base-cased --estimator after --method spearman --csv corr.csv
+
+  gradts corr --model bert-base-cased --suite glue --json > corr.json
+"""
+
+
+def _complete(choices: tuple[str, ...]):  # noqa: ANN202 - a Typer completion callback
+    def complete(incomplete: str) -> list[str]:
+        return [c for c in choices if c.startswith(incomplete)]
+    return complete
+
+
+def corr(
+    ctx: typer.Context,
+    model: ModelOpt = None,
+    task: TaskOpt = None,
+    tasks: TasksOpt = None,
+    suite: SuiteOpt = None,
+    primary: PrimaryOpt = None,
+    method: Annotated[str | None, typer.Option(
+        "--method", help="kendall (tau-b, default), spearman or pearson.",
+        autocompletion=_complete(METHODS), show_default=False)] = None,
+    measure: MeasureOpt = None,
+    estimator: Annotated[str | None, typer.Option(
+        "--estimator", help="Which task matrix: during (default) or after.",
+        autocompletion=_complete(ESTIMATORS), show_default=False)] = None,
+    instances: Annotated[bool, typer.Option(
+        "--instances", help="Instance-level correlations with --primary (GradTS-fg).")] = False,
+    bootstrap: Annotated[int | None, typer.Option(
+        "--bootstrap", min=0, help="Bootstrap resamples of the examples (default: [corr] "
+        "bootstrap, 0 = none).", show_default=False)] = None,
+    seed: SeedOpt = None,
+    pvalues: Annotated[bool, typer.Option(
+        "--pvalues", help="Also print the matrix of p-values.")] = False,
+    heatmap: Annotated[bool, typer.Option(
+        "--heatmap", help="Print each task's head-importance heatmap.")] = False,
+    csv: Annotated[Path | None, typer.Option(
+        "--csv", help="Write every (primary, candidate) pair as CSV to FILE.", metavar="FILE",
+        show_default=False)] = None,
+    json_: JsonOpt = False,
+) -> None:
+    from gradts_engine.errors import UsageError
+
+    if instances and not primary:
+        raise UsageError("--instances needs --primary",
+                         hint="add --primary TASK (instance correlations are with its matrix)")
+    st = state(ctx)
+    cfg = st.config(run={"model": model, "seed": seed}, probe={"measure": measure},
+                    corr={"method": method, "estimator": estimator, "bootstrap": bootstrap})
+    if not cfg.run.model:
+        from gradts_engine.corr import probed_models
+
+        models = probed_models(st.store())
+        raise UsageError("no model given",
+                         hint="pass --model (the one the tasks were probed with)"
+                              + (f"; probed in the store: {', '.join(models)}" if models else ""))
+    names: list[str] | None = [*(task or []), *split_list(tasks)]
+    if suite:
+        names = [s.name for s in st.registry().resolve([], suite)] + list(names or [])
+    if not names:
+        names = None  # every task probed with the model
+
+    from gradts_engine.corr import correlate_tasks
+
+    with output.progress_reporter() as report:
+        res = correlate_tasks(
+            st.store(), cfg.run.model, names, primary=primary, method=cfg.corr.method,
+            measure=cfg.probe.measure, estimator=cfg.corr.estimator, instances=instances,
+            bootstrap=cfg.corr.bootstrap, seed=cfg.run.seed, progress=report)
+    if csv is not None:
+        from gradts_engine.store import atomic_write_text
+
+        atomic_write_text(csv, res.to_csv())
+    if json_:
+        output.print_json(res.to_dict())
+    else:
+        output.corr_report(res, pvalues=pvalues, heatmaps=heatmap)
+    if csv is not None:
+        output.success(f"wrote {csv}")

@@ -55,6 +55,7 @@ from .errors import (
     TaskError,
     did_you_mean,
 )
+from .progress import ProgressFn, emit
 from .store import Store, atomic_write_text, canonical_json, safe_component, sha256_file
 from .tasks.spec import HubSource, LocalSource, SyntheticSource, TaskSpec, check_name
 
@@ -73,7 +74,11 @@ __all__ = [
     "collate",
     "data_fingerprint",
     "encode_split",
+    "Fetched",
+    "TaskRow",
     "fetch_task",
+    "fetch_tasks",
+    "list_tasks",
     "label_distribution",
     "load_split",
     "load_task",
@@ -342,15 +347,18 @@ def _quiet_datasets() -> Iterator[Any]:
     """Import ``datasets`` with its progress bars and log messages off (the engine never prints)."""
     import datasets
     from datasets.utils import logging as dlog
+    from huggingface_hub.utils import logging as hlog
 
     bars_were_on = not datasets.utils.are_progress_bars_disabled()
-    level = dlog.get_verbosity()
+    level, hub_level = dlog.get_verbosity(), hlog.get_verbosity()
     datasets.disable_progress_bars()
     dlog.set_verbosity(dlog.CRITICAL)
+    hlog.set_verbosity(hlog.CRITICAL)  # e.g. "Retrying in 1s" while the Hub is unreachable
     try:
         yield datasets
     finally:
         dlog.set_verbosity(level)
+        hlog.set_verbosity(hub_level)
         if bars_were_on:
             datasets.enable_progress_bars()
 
@@ -612,6 +620,56 @@ def fetch_task(spec: TaskSpec, *, store: Store) -> dict[str, int]:
     """Download and prepare every split of a task (``gradts data get``); returns split sizes."""
     splits = load_task(spec, store=store, splits=spec.splits)
     return {s: len(v) for s, v in splits.items()}
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One task made available by :func:`fetch_tasks`."""
+
+    task: str
+    source: str
+    sizes: Mapping[str, int]
+    revision: str | None          # the Hub commit (None for local and synthetic tasks)
+    data_fingerprint: str
+
+
+def fetch_tasks(specs: Sequence[TaskSpec], *, store: Store,
+                progress: ProgressFn | None = None) -> list[Fetched]:
+    """Download (Hub) or read (local, synthetic) every split of each task, recording the Hub
+    commit in the store; stops at the first task that cannot be made available."""
+    out: list[Fetched] = []
+    for i, spec in enumerate(specs):
+        emit(progress, "data", task=spec.name, done=i, total=len(specs),
+             message=f"loading {spec.source_label()}")
+        sizes = fetch_task(spec, store=store)
+        out.append(Fetched(spec.name, spec.source_label(), sizes,
+                           recorded_revision(spec, store), data_fingerprint(spec, store=store)))
+        emit(progress, "data", task=spec.name, done=i + 1, total=len(specs), message="ready")
+    return out
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """One line of ``gradts data list``."""
+
+    name: str
+    suite: str | None
+    source: str
+    kind: str
+    splits: tuple[str, ...]
+    labels: tuple[str, ...]
+    main_metric: str
+    available: str
+    description: str
+    origin: str
+
+
+def list_tasks(registry: Any, store: Store | None) -> list[TaskRow]:
+    """Every registered task with where its data comes from and whether it is at hand
+    (cheap: no ``datasets`` import, no network, no file reads beyond ``stat``)."""
+    return [TaskRow(t.name, t.suite, t.source_label(), t.kind, t.splits, t.labels,
+                    t.main_metric, availability(t, store), t.description, t.origin)
+            for t in registry]
 
 
 # -- fingerprints ------------------------------------------------------------------------------

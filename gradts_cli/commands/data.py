@@ -1,0 +1,249 @@
+"""``gradts data``: list, show, add and download tasks (engine: :mod:`gradts_engine.data`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .. import output
+from ..options import ForceOpt, JsonOpt, SuiteOpt, complete_task, split_list, state
+
+data_app = typer.Typer(
+    help="Tasks and their data: list, show, add local files, download from the Hub.\n\n"
+         "[dim]Example:[/dim] gradts data list",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")
+
+
+# -- list -------------------------------------------------------------------------------------
+LIST_HELP = """List every task: built-in GLUE and demo tasks and your own (`gradts data add`).
+
+[dim]Examples:[/dim]
+
+  gradts data list
+
+  gradts data list --suite glue --json
+"""
+
+
+@data_app.command("list", help=LIST_HELP)
+def list_(ctx: typer.Context, suite: SuiteOpt = None, json_: JsonOpt = False) -> None:
+    from gradts_engine.data import list_tasks
+
+    st = state(ctx)
+    reg = st.registry()
+    rows = list_tasks(reg, st.store())
+    if suite is not None:
+        keep = {t.name for t in reg.suite(suite)}
+        rows = [r for r in rows if r.name in keep]
+    if json_:
+        output.print_json({"tasks": rows})
+        return
+    output.table(None, ["task", "suite", "source", "kind", "splits", "data"],
+                 [(r.name, r.suite or "–", r.source, _kind(r.kind, r.labels),
+                   ",".join(r.splits), r.available) for r in rows],
+                 caption=f"{len(rows)} tasks; details: gradts data show TASK")
+
+
+def _kind(kind: str, labels: tuple[str, ...]) -> str:
+    return f"{len(labels)} classes" if kind == "classification" else "regression"
+
+
+# -- show -------------------------------------------------------------------------------------
+SHOW_HELP = """Show a task: its declaration, split sizes, label distribution and a few examples.
+
+Loads the data (a Hub task is downloaded on first use).
+
+[dim]Examples:[/dim]
+
+  gradts data show neg_movie
+
+  gradts data show my_cola --examples 5 --json
+"""
+
+
+@data_app.command("show", help=SHOW_HELP)
+def show(
+    ctx: typer.Context,
+    task: Annotated[str, typer.Argument(help="Task name.", autocompletion=complete_task,
+                                        show_default=False)],
+    examples: Annotated[int, typer.Option("--examples", "-n", min=0,
+                                          help="Examples shown per split.")] = 3,
+    json_: JsonOpt = False,
+) -> None:
+    from gradts_engine.data import summarize_task
+
+    st = state(ctx)
+    spec = st.registry().get(task)
+    summary = summarize_task(spec, store=st.store(), n_examples=examples)
+    if json_:
+        output.print_json({
+            "task": spec.name, "spec": spec, "data_fingerprint": summary.data_fingerprint,
+            "revision": summary.revision,
+            "splits": [{"split": s.split, "size": s.size, "has_labels": s.has_labels,
+                        "distribution": s.distribution, "fingerprint": s.fingerprint,
+                        "examples": [{"text": dict(zip(spec.text_fields, texts, strict=True)),
+                                      "label": label} for texts, label in s.examples]}
+                       for s in summary.splits]})
+        return
+    kind = (f"classification ({', '.join(spec.labels)})" if spec.kind == "classification"
+            else "regression")
+    fields = [("source", spec.source_label()), ("kind", kind),
+              ("text", ", ".join(spec.text_fields)), ("label", spec.label_field),
+              ("metrics", ", ".join(spec.metrics) + f" (main: {spec.main_metric})"),
+              ("data fingerprint", summary.data_fingerprint)]
+    if summary.revision:
+        fields.append(("revision", summary.revision))
+    if spec.origin != "builtin":
+        fields.append(("declared in", spec.origin))
+    output.table(f"{spec.name}" + (f": {spec.description}" if spec.description else ""),
+                 ["field", "value"], fields)
+    output.table("splits", ["split", "rows", "labels"],
+                 [(s.split, s.size, _distribution(s.distribution, spec.kind))
+                  for s in summary.splits], justify=["left", "right", "left"])
+    if examples:
+        n_text = len(spec.text_fields)
+        cols = ["split", *(spec.text_fields if n_text > 1 else ["text"]), "label"]
+        rows = [(s.split, *texts, label) for s in summary.splits for texts, label in s.examples]
+        output.table("examples", cols, rows)
+
+
+def _distribution(dist: dict[str, Any], kind: str) -> str:
+    if kind == "regression":
+        if not dist.get("n"):
+            return "unlabelled" if dist.get("(none)") else "–"
+        text = (f"mean {dist['mean']:.3g} ± {dist['std']:.3g}, range {dist['min']:.3g}–"
+                f"{dist['max']:.3g}")
+        return text + (f", {dist['(none)']} unlabelled" if dist.get("(none)") else "")
+    total = sum(dist.values()) or 1
+    return "  ".join(f"{k} {v} ({100 * v / total:.0f}%)" for k, v in dist.items())
+
+
+# -- add --------------------------------------------------------------------------------------
+ADD_HELP = """Declare a task from local CSV, TSV or JSON Lines files.
+
+Reads every file to check it (columns, labels), infers the label names from the data unless
+--labels is given (sorted distinct values), then writes <user config dir>/tasks/NAME.toml.
+Columns are named by header or by index (0, 1, ...; with --no-header the only way). Quote
+characters are text unless --quoting is given (as the original GLUE TSV files need).
+
+[dim]Examples:[/dim]
+
+  gradts data add my_cola --train CoLA/train.tsv --dev CoLA/dev.tsv --no-header --text 3
+  --label 1 --metrics matthews,accuracy
+
+  gradts data add my_mrpc --train MRPC/train.tsv --dev MRPC/dev.tsv
+  --text "#1 String,#2 String" --label Quality
+
+  gradts data add my_sts --train sts.jsonl --dev sts_dev.jsonl --text a,b --label score
+  --kind regression
+"""
+
+
+@data_app.command("add", help=ADD_HELP)
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="New task name ([a-z][a-z0-9_]*).",
+                                        show_default=False)],
+    train: Annotated[Path, typer.Option("--train", help="Training file.", show_default=False)],
+    text: Annotated[str, typer.Option("--text", help="Text column(s): one, or two "
+                                      "comma-separated for a sentence-pair task.",
+                                      show_default=False)],
+    label: Annotated[str, typer.Option("--label", help="Label column.", show_default=False)],
+    dev: Annotated[Path | None, typer.Option("--dev", help="Development file.",
+                                             show_default=False)] = None,
+    test: Annotated[Path | None, typer.Option("--test", help="Test file (labels optional).",
+                                              show_default=False)] = None,
+    kind: Annotated[str, typer.Option("--kind", help="classification or regression.")]
+    = "classification",
+    labels: Annotated[str | None, typer.Option(
+        "--labels", help="Label names in id order, comma-separated (default: from the data).",
+        show_default=False)] = None,
+    metrics: Annotated[str | None, typer.Option(
+        "--metrics", help="Metrics, the first is the main one (accuracy, f1, matthews; "
+        "pearson, spearman).", show_default=False)] = None,
+    header: Annotated[bool, typer.Option("--header/--no-header",
+                                         help="Whether the first line names the columns.")]
+    = True,
+    quoting: Annotated[bool, typer.Option("--quoting/--no-quoting",
+                                          help="Honour CSV quoting (default: quotes are text).")]
+    = False,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv, tsv or jsonl (default: from "
+                                            "the file extension).", show_default=False)] = None,
+    description: Annotated[str, typer.Option("--description", help="One line about the task.")]
+    = "",
+    force: ForceOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    from gradts_engine.data import add_local_task
+    from gradts_engine.errors import UsageError
+
+    columns = split_list(text)
+    if not 1 <= len(columns) <= 2:
+        raise UsageError(f"--text takes one or two columns, not {len(columns)}",
+                         hint='e.g. --text sentence or --text "sentence1,sentence2"')
+    if kind not in ("classification", "regression"):
+        raise UsageError(f"--kind must be classification or regression, not {kind!r}")
+    if fmt is not None and fmt not in ("csv", "tsv", "jsonl"):
+        raise UsageError(f"--format must be csv, tsv or jsonl, not {fmt!r}")
+    files = {"train": train, **({"dev": dev} if dev else {}), **({"test": test} if test else {})}
+    st = state(ctx)
+    added = add_local_task(name, files, text=columns, label=label, kind=kind,
+                           labels=split_list(labels) or None, header=header, format=fmt,
+                           quoting=quoting, metrics=split_list(metrics) or None,
+                           description=description, force=force, store=st.store())
+    if json_:
+        output.print_json({"task": added.spec.name, "file": added.path, "sizes": added.sizes,
+                           "labels": added.spec.labels, "replaced": added.replaced})
+        return
+    sizes = ", ".join(f"{s} {n}" for s, n in added.sizes.items())
+    labels_txt = (f"labels {', '.join(added.spec.labels)}" if added.spec.labels
+                  else "regression")
+    output.success(f"{'replaced' if added.replaced else 'added'} task '{added.spec.name}' "
+                   f"({sizes}; {labels_txt})")
+    output.info(f"declared in {added.path}; see it with: gradts data show {added.spec.name}")
+
+
+# -- get --------------------------------------------------------------------------------------
+GET_HELP = """Download and prepare tasks' data (Hub datasets are cached and their commit recorded).
+
+Local and demo tasks are read and checked. Offline (HF_HUB_OFFLINE=1) only what is cached is used.
+
+[dim]Examples:[/dim]
+
+  gradts data get cola rte
+
+  gradts data get --suite glue
+"""
+
+
+@data_app.command("get", help=GET_HELP)
+def get(
+    ctx: typer.Context,
+    tasks: Annotated[list[str] | None, typer.Argument(help="Task names.",
+                                                      autocompletion=complete_task,
+                                                      show_default=False)] = None,
+    suite: SuiteOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    from gradts_engine.data import fetch_tasks
+    from gradts_engine.errors import UsageError
+
+    if not tasks and not suite:
+        raise UsageError("name at least one task or a --suite", hint="e.g. gradts data get cola")
+    st = state(ctx)
+    specs = st.registry().resolve(tasks or (), suite)
+    with output.progress_reporter() as progress:
+        fetched = fetch_tasks(specs, store=st.store(), progress=progress)
+    if json_:
+        output.print_json({"tasks": fetched})
+        return
+    output.table(None, ["task", "source", "rows", "revision", "fingerprint"],
+                 [(f.task, f.source, ", ".join(f"{s} {n}" for s, n in f.sizes.items()),
+                   (f.revision or "–")[:12], f.data_fingerprint) for f in fetched])

@@ -371,7 +371,9 @@ def corr_report(res: Any, *, pvalues: bool = False, heatmaps: bool = False) -> N
                        style="dim"))
 
     if heatmaps:
+        out.print(Text(f"head importance, {res.estimator} estimator (rows: layers, columns: "
+                       "heads)", style="bold"))
         for t in res.tasks:
-            heatmap(res.matrices[t], f"{t} — {res.estimator} head importance")
+            heatmap(res.matrices[t], t)
     info(f"[dim]{len(res.tasks)} tasks in {res.elapsed_s:.2f} s (read from the store; nothing "
          f"trained)[/dim]")

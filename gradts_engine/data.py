@@ -866,19 +866,18 @@ def add_local_task(name: str, files: Mapping[str, str | os.PathLike[str]], *,
         raise TaskError(f"'{name}' is a built-in task; choose another name",
                         hint=f"e.g. gradts data add my_{name} ...")
     replaced = target.exists()
-    if not force:
-        if replaced:
-            raise TaskError(f"task '{name}' already exists ({target})",
-                            hint="pass --force to replace it, or choose another name")
-        try:
-            registry = reg_mod.build_registry()
-        except TaskError:
-            registry = None  # a broken user file elsewhere must not block adding this one
-        except ConfigError:
-            registry = None
-        if registry is not None and name in registry:
-            raise TaskError(f"task '{name}' already exists ({registry.get(name).origin})",
-                            hint="choose another name")
+    if replaced and not force:
+        raise TaskError(f"task '{name}' already exists ({target})",
+                        hint="pass --force to replace it, or choose another name")
+    try:
+        registry = reg_mod.build_registry()
+    except (TaskError, ConfigError):
+        registry = None  # a broken user file elsewhere must not block adding this one
+    if registry is not None and name in registry:
+        origin = registry.get(name).origin
+        if Path(origin).resolve() != target.resolve():  # --force replaces only our own file
+            raise TaskError(f"task '{name}' is already declared in {origin}",
+                            hint="choose another name, or edit that file")
     resolved: dict[str, str] = {}
     for split, f in files.items():
         p = Path(f).expanduser()

@@ -435,6 +435,12 @@ def test_add_local_task_writes_loadable_toml(tmp_path, cola_like, monkeypatch):
     again = data.add_local_task("my_cola", files, text=["3"], label="1", header=False,
                                 labels=["bad", "good"], force=True)
     assert again.replaced and load_task_file(again.path)[0].labels == ("bad", "good")
+    # a name declared in another user file is never overwritten, even with force
+    other = tmp_path / "cfg" / "tasks" / "more.toml"
+    other.write_text(again.path.read_text().replace('"my_cola"', '"other_cola"'))
+    with pytest.raises(TaskError, match="already declared in .*more.toml"):
+        data.add_local_task("other_cola", files, text=["3"], label="1", header=False,
+                            force=True)
 
 
 def test_add_local_task_rejects_bad_names_and_data(tmp_path, mrpc_like, monkeypatch):

@@ -367,7 +367,7 @@ def _quiet_datasets() -> Iterator[Any]:
 def _cache_dir(store: Store | None) -> Iterator[str]:
     """``<store>/datasets`` when there is a store, else a temporary directory removed after use."""
     if store is not None:
-        path = store.root / "datasets"
+        path = store.root / ".datasets"
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:

@@ -118,7 +118,7 @@ def test_cola_layout_no_header_columns_by_index(cola_like, store):
     assert sp.texts[0][3] == "NA"
     assert sp.labels.tolist() == [1, 0, 1, 1]
     assert data.label_distribution(sp, cola_like) == {"0": 1, "1": 3}
-    assert (store.root / "datasets").is_dir()
+    assert (store.root / ".datasets").is_dir()
 
 
 def test_mrpc_layout_bom_header_and_quotes_as_text(mrpc_like, store):

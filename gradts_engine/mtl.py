@@ -26,9 +26,10 @@ splits (``subsets``; GradTS-fg passes the selected instances).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -241,8 +242,6 @@ def _move(batch: Mapping[str, Any], device: Any) -> dict[str, Any]:
 def evaluate(model: Any, spec: TaskSpec, encoded: Encoded, *, batch_size: int, pad_id: int,
              device: Any, dtype: Any = None) -> tuple[dict[str, float], np.ndarray]:
     """All metrics of ``spec`` on ``encoded`` and the predictions (N,) in its order."""
-    import contextlib
-
     import torch
 
     from .data import batches, collate
@@ -283,8 +282,6 @@ def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] 
     in ``eval_split`` used for choosing the best epoch. ``report``: name -> (split, indices or
     None) scored with the best epoch's weights. ``label`` names the run in progress events.
     """
-    import contextlib
-
     import torch
 
     from .config import RunSettings
@@ -344,7 +341,9 @@ def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] 
         report_sets[name] = enc if idx is None else take(enc, np.asarray(idx, dtype=np.int64))
 
     torch.manual_seed(seed)
-    net = build_task_model(ref, {t: td.spec.num_outputs for t, td in tasks.items()}, seed=seed)
+    with _quiet_transformers():
+        net = build_task_model(ref, {t: td.spec.num_outputs for t, td in tasks.items()},
+                               seed=seed)
     net.to(device)
     net.train()
     pad_id = int(tokenizer.pad_token_id)
@@ -454,6 +453,23 @@ def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] 
         dev_predictions=best[3], dev_labels=np.asarray(eval_enc.labels), dev_index=dev_index,
         eval_split=eval_split, report_metrics=report_metrics, train_sizes=sizes,
         examples_seen=seen_total)
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Load weights without transformers' progress bars and load reports (we never print)."""
+    from transformers.utils import logging as tlog
+
+    level = tlog.get_verbosity()
+    bars = tlog.is_progress_bar_enabled()
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(level)
+        if bars:
+            tlog.enable_progress_bar()
 
 
 def _collate(encoded: Encoded, idx: np.ndarray, pad_id: int) -> dict[str, Any]:

@@ -377,3 +377,131 @@ def corr_report(res: Any, *, pvalues: bool = False, heatmaps: bool = False) -> N
             heatmap(res.matrices[t], t)
     info(f"[dim]{len(res.tasks)} tasks in {res.elapsed_s:.2f} s (read from the store; nothing "
          f"trained)[/dim]")
+
+
+# -- trial ------------------------------------------------------------------------------------
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
+
+
+def _score(mean: float, std: float, n: int) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    return f"{mean:.4f}" if n <= 1 else f"{mean:.4f} ± {std:.4f}"
+
+
+@contextmanager
+def trial_live(primary: str, main_metric: str) -> Iterator[Any]:
+    """A callback for ``run_trial`` progress: a live table of the trial runs on a TTY (set,
+    seed, epoch, loss, dev score), one line per finished run and epoch otherwise."""
+    if _state["quiet"]:
+        yield lambda event: None
+        return
+    done: list[tuple[str, str, str, str]] = []   # set, score, best epoch, status
+    cur: dict[str, Any] = {}
+
+    def on_plain(event: Progress) -> None:
+        m = event.metrics
+        if event.stage == "mtl-epoch":
+            loss = m.get(f"loss_{primary}", float("nan"))
+            err.print(f"  {event.message}: epoch {event.done}/{event.total}  loss {loss:.4f}  "
+                      f"dev {main_metric} {m.get(main_metric, float('nan')):.4f}")
+        elif event.stage == "trial-run":
+            tag = " (cached)" if m.get("cached") else ""
+            err.print(f"{event.message}: {main_metric} {m.get(main_metric, float('nan')):.4f} "
+                      f"at epoch {int(m.get('epoch', 0))}{tag}")
+
+    if not err.is_terminal:
+        yield on_plain
+        return
+    from rich.live import Live
+
+    def render() -> Table:
+        t = Table(title=f"GradTS-trial for {primary} ({main_metric} on dev)",
+                  title_justify="left", header_style="bold")
+        for c in ("run", f"best {main_metric}", "best epoch", "status"):
+            t.add_column(c)
+        for row in done[-30:]:
+            t.add_row(*row)
+        if cur:
+            status = f"epoch {cur.get('epoch', 1)}"
+            if cur.get("total"):
+                status += f" · step {cur.get('step', 0)}/{cur['total']}"
+            if "loss" in cur:
+                status += f" · loss {cur['loss']:.4f}"
+            if "dev" in cur:
+                status += f" · dev {cur['dev']:.4f}"
+            t.add_row(Text(cur["label"], style="bold"), "…", "", Text(status, style="cyan"))
+        return t
+
+    with Live(get_renderable=render, console=err, refresh_per_second=4, transient=False):
+        def on_event(event: Progress) -> None:
+            m = event.metrics
+            if event.stage == "trial-start":
+                cur.clear()
+                cur["label"] = event.message
+            elif event.stage == "mtl" and cur:
+                cur.update(step=event.done, total=event.total, epoch=int(m.get("epoch", 1)),
+                           loss=m.get("loss", float("nan")))
+                if main_metric in m:
+                    cur["dev"] = m[main_metric]
+            elif event.stage == "mtl-epoch" and cur:
+                cur["dev"] = m.get(main_metric, float("nan"))
+            elif event.stage == "trial-run":
+                done.append((event.message, f"{m.get(main_metric, float('nan')):.4f}",
+                             str(int(m.get("epoch", 0))),
+                             "cached" if m.get("cached") else "trained"))
+                cur.clear()
+        yield on_event
+
+
+def trial_report(res: Any) -> None:
+    """Every trial of a :class:`TrialSummary`: set, mean ± spread, best epoch, time, cached;
+    the baseline, the selected set marked, the noise verdict and the held-out score."""
+    n_seeds = len(res.seeds)
+    if res.ranking:
+        ranks = ", ".join(f"{r.rank}. {r.task} {r.stat:+.2f}" for r in res.ranking)
+        print_text(Text(f"ranking for {res.primary} ({res.method} tau, {res.estimator} "
+                        f"importance, {res.measure}): {ranks}", style="dim"))
+    seeds = (f"seed {res.seeds[0]}" if n_seeds == 1 else f"{n_seeds} seeds: mean ± std")
+    t = Table(title=f"GradTS-trial: {res.primary} — {res.main_metric} on dev at the best epoch "
+                    f"({seeds})", title_justify="left", header_style="bold",
+              caption=res.stop_reason)
+    t.add_column("trial", no_wrap=True)
+    t.add_column("auxiliary tasks", overflow="fold", ratio=1)
+    t.add_column(res.main_metric, justify="right", no_wrap=True)
+    t.add_column("best epoch", justify="right")
+    t.add_column("time", justify="right", no_wrap=True)
+    t.add_column("cached")
+    selected_label = None
+    for rec in [*res.trials, *res.comparisons]:
+        is_sel = rec.aux == tuple(res.selected) and rec.role in ("baseline", "prefix")
+        if is_sel:
+            selected_label = rec.label
+        role = {"baseline": "baseline", "prefix": f"top-{len(rec.aux)}", "random": "random",
+                "all": "all"}[rec.role]
+        cached = ("yes" if rec.all_cached else "no" if not any(rec.cached)
+                  else f"{sum(rec.cached)}/{len(rec.cached)}")
+        style = "bold green" if is_sel else ("dim" if rec.role in ("random", "all") else "")
+        t.add_row(Text(("→ " if is_sel else "  ") + role, style=style),
+                  Text(rec.label, style=style),
+                  Text(_score(rec.mean, rec.std, n_seeds), style=style),
+                  ",".join(str(e) for e in rec.best_epochs), _duration(rec.seconds), cached)
+    out.print(t)
+    v = res.verdict
+    if not res.selected:
+        print_text(Text(f"selected: nothing — {v.message}", style="yellow"))
+    else:
+        print_text(Text(f"selected: {selected_label}", style="bold green"))
+        print_text(Text(("within the noise: " if v.within_noise else "") + v.message,
+                        style="yellow" if v.within_noise else "green"))
+    for h in res.holdout:
+        print_text(Text(h.message, style="dim" if h.kind == "same-dev" else ""))
+    for note in res.notes:
+        print_text(Text(note, style="dim"))
+    total = sum(len(r.cached) for r in [*res.trials, *res.comparisons])
+    info(f"[dim]{res.trained} run(s) trained, {total - res.trained} reused from the cache, in "
+         f"{_duration(res.seconds)}; model {res.model_name}; summary: {res.key}[/dim]")

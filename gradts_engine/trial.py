@@ -550,6 +550,7 @@ def run_trial(model: str, primary: TaskSpec, candidates: Sequence[TaskSpec], *, 
     runs: dict[tuple[str, ...], list[MTLResult]] = {}
     ledger: list[str] = []
     counters = {"trained": 0, "trial": 0}
+    done_now: dict[tuple[tuple[str, ...], int], MTLResult] = {}
     k_max = len(order) if trial.max_aux is None else min(trial.max_aux, len(order))
     planned = 1 + k_max + len(compare)
 
@@ -564,18 +565,11 @@ def run_trial(model: str, primary: TaskSpec, candidates: Sequence[TaskSpec], *, 
             run_label = label + (f" (seed {seed})" if len(seeds) > 1 else "")
             _progress.emit(progress, "trial-start", task=primary.name, done=counters["trial"],
                            total=planned, message=run_label, metrics={"seed": float(seed)})
-            with store.lock(key):
-                if store.exists(key) and not force:
-                    r = _mtl_from_entry(store, store.entry(key))
-                    was_cached = True
-                else:
-                    r = train(ref, primary, [specs[a] for a in aux], store=store, run=run,
-                              settings=settings, seed=seed, eval_split="dev",
-                              eval_index=select_idx, report=report, progress=progress,
-                              label=run_label)
-                    _write_run(store, key, ctx, r)
-                    counters["trained"] += 1
-                    was_cached = False
+            if (aux, seed) in done_now:      # trained earlier in this call (even with force)
+                r, was_cached = done_now[(aux, seed)], True
+            else:
+                r, was_cached = _train_or_load(key, aux, seed, run_label)
+            done_now[(aux, seed)] = r
             results.append(r)
             cached.append(was_cached)
             keys.append(str(key))
@@ -583,6 +577,26 @@ def run_trial(model: str, primary: TaskSpec, candidates: Sequence[TaskSpec], *, 
                            total=planned, message=run_label,
                            metrics={primary.main_metric: r.score, "epoch": float(r.best_epoch),
                                     "cached": float(was_cached)})
+        return _record(aux, role, results, cached, keys, label)
+
+    def _train_or_load(key: Any, aux: tuple[str, ...], seed: int, run_label: str
+                       ) -> tuple[MTLResult, bool]:
+        with store.lock(key):
+            if store.exists(key) and not force:
+                r = _mtl_from_entry(store, store.entry(key))
+                was_cached = True
+            else:
+                r = train(ref, primary, [specs[a] for a in aux], store=store, run=run,
+                          settings=settings, seed=seed, eval_split="dev",
+                          eval_index=select_idx, report=report, progress=progress,
+                          label=run_label)
+                _write_run(store, key, ctx, r)
+                counters["trained"] += 1
+                was_cached = False
+        return r, was_cached
+
+    def _record(aux: tuple[str, ...], role: str, results: list[MTLResult], cached: list[bool],
+                keys: list[str], label: str) -> TrialRecord:
         runs[aux] = results
         ledger.extend(k for k in keys if k not in ledger)
         scores = tuple(r.score for r in results)

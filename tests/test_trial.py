@@ -275,6 +275,11 @@ def test_compare_random_and_all(reg, store_root, model_dir) -> None:
     assert fake2.calls == [] and s2.comparisons[0].aux == s.comparisons[0].aux
     with pytest.raises(ConfigError):
         go(reg, store, model_dir, fake, compare=("best",))
+    # with --force, a set trained earlier in the same call is not trained twice
+    fake3 = FakeTrainer({(): 0.5, (a,): 0.6, (a, b): 0.7})
+    s3 = go(reg, store, model_dir, fake3, cands=[a, b], compare=("all",), force=True)
+    assert [c_["aux"] for c_ in fake3.calls] == [(), (a,), (a, b)]
+    assert s3.comparisons[0].aux == (a, b) and s3.trained == 3
 
 
 def test_test_split_report_and_holdout(reg, store_root, model_dir) -> None:

@@ -505,3 +505,181 @@ def trial_report(res: Any) -> None:
     total = sum(len(r.cached) for r in [*res.trials, *res.comparisons])
     info(f"[dim]{res.trained} run(s) trained, {total - res.trained} reused from the cache, in "
          f"{_duration(res.seconds)}; model {res.model_name}; summary: {res.key}[/dim]")
+
+
+# -- fg ---------------------------------------------------------------------------------------
+_EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+def _bar(value: float, lo: float, hi: float, width: int) -> str:
+    """A horizontal unicode bar of ``value`` on [lo, hi] (eighth-block resolution)."""
+    if value is None or not math.isfinite(value):
+        return ""
+    frac = 0.0 if hi <= lo else min(1.0, max(0.0, (value - lo) / (hi - lo)))
+    eighths = int(round(frac * width * 8))
+    full, part = divmod(eighths, 8)
+    return "█" * full + (_EIGHTHS[part] if part else "")
+
+
+@contextmanager
+def fg_live(primary: str, main_metric: str) -> Iterator[Any]:
+    """A callback for ``run_fg`` progress: Rich progress on a TTY (the run being trained, its
+    step, loss and dev score), one line per finished run and epoch otherwise."""
+    if _state["quiet"]:
+        yield lambda event: None
+        return
+
+    def line(event: Progress) -> str | None:
+        m = event.metrics
+        if event.stage == "fg-run":
+            tag = " (cached)" if m.get("cached") else ""
+            return (f"{event.message}: {main_metric} {m.get(main_metric, float('nan')):.4f} at "
+                    f"epoch {int(m.get('epoch', 0))}{tag}")
+        return None
+
+    if not err.is_terminal:
+        def on_plain(event: Progress) -> None:
+            m = event.metrics
+            if event.stage == "mtl-epoch":
+                loss = m.get(f"loss_{primary}", float("nan"))
+                err.print(f"  {event.message}: epoch {event.done}/{event.total}  loss "
+                          f"{loss:.4f}  dev {main_metric} {m.get(main_metric, float('nan')):.4f}")
+            elif (text := line(event)) is not None:
+                err.print(text)
+        yield on_plain
+        return
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.progress import Progress as RichProgress
+
+    with RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                      MofNCompleteColumn(), TimeElapsedColumn(),
+                      TextColumn("{task.fields[metrics]}"), console=err,
+                      transient=True) as bar:
+        current: dict[str, Any] = {}
+
+        def on_event(event: Progress) -> None:
+            m = event.metrics
+            if event.stage == "fg-start":
+                if "id" in current:
+                    bar.remove_task(current["id"])
+                current.clear()
+                current["id"] = bar.add_task(event.message, total=None, metrics="")
+            elif event.stage == "mtl" and "id" in current:
+                text = f"epoch {int(m.get('epoch', 1))}  loss {m.get('loss', float('nan')):.4f}"
+                if main_metric in m:
+                    text += f"  dev {m[main_metric]:.4f}"
+                bar.update(current["id"], completed=event.done, total=event.total, metrics=text)
+            elif (text := line(event)) is not None:
+                if "id" in current and not m.get("cached"):
+                    bar.remove_task(current.pop("id"))
+                bar.console.print(text)
+        yield on_event
+
+
+def fg_report(res: Any) -> None:
+    """A GradTS-fg result: per cut the instances kept per auxiliary task and the score, against
+    the baseline and the trial's set; with several cuts, a chart of score against data kept."""
+    n_seeds = len(res.seeds)
+    main = res.main_metric
+    seeds = f"seed {res.seeds[0]}" if n_seeds == 1 else f"{n_seeds} seeds: mean ± std"
+    aux = " + ".join(res.aux) if res.aux else "none"
+    print_text(Text(f"auxiliary set ({'from the trial' if res.aux_source == 'trial' else '--aux'})"
+                    f": {aux}; instances scored by {res.method} tau against {res.primary}'s "
+                    f"{res.estimator} matrix ({res.measure})", style="dim"))
+    t = Table(title=f"GradTS-fg: {res.primary} — {main} on dev at the best epoch ({seeds})",
+              title_justify="left", header_style="bold")
+    t.add_column("cut", no_wrap=True)
+    t.add_column("kept per auxiliary task", overflow="fold", ratio=1)
+    t.add_column("kept", justify="right", no_wrap=True)
+    t.add_column(main, justify="right", no_wrap=True)
+    t.add_column("vs alone", justify="right", no_wrap=True)
+    if res.trial is not None:
+        t.add_column("vs trial", justify="right", no_wrap=True)
+    t.add_column("cached")
+    best = res.best
+    for r in res.rows:
+        is_best = best is not None and r is best and len(res.rows) > 1
+        style = "bold green" if is_best else ""
+        kept = ", ".join(f"{k.task} {k.kept}/{k.total}" for k in r.kept) or "–"
+        if r.primary_alone and res.aux:
+            kept += " (primary trained alone)"
+        cells = [Text(("→ " if is_best else "  ") + r.cut.label, style=style), Text(kept),
+                 f"{100 * r.fraction:.0f}%", Text(_score(r.mean, r.std, n_seeds), style=style),
+                 _delta(r.mean - res.baseline.mean)]
+        if res.trial is not None:
+            cells.append(_delta(r.mean - res.trial.mean))
+        cells.append("yes" if r.all_cached else "no" if not any(r.cached)
+                     else f"{sum(r.cached)}/{len(r.cached)}")
+        t.add_row(*cells)
+    refs = [("baseline", "primary alone", "0%", res.baseline)]
+    if res.trial is not None:
+        refs.append(("trial", res.trial.label, "100%", res.trial))
+    for name, label, frac, ref in refs:
+        cells = [Text("  " + name, style="dim"), Text(label, style="dim"), Text(frac, style="dim"),
+                 Text(_score(ref.mean, ref.std, len(ref.scores)), style="dim"), ""]
+        if res.trial is not None:
+            cells.append("")
+        cells.append(Text(ref.source, style="dim"))
+        t.add_row(*cells)
+    out.print(t)
+    if len(res.rows) > 1:
+        fg_chart(res)
+    if best is not None and res.aux:
+        diff = best.mean - res.baseline.mean
+        msg = (f"{'best cut' if len(res.rows) > 1 else 'cut'}: {best.cut.label} "
+               f"({100 * best.fraction:.0f}% of the auxiliary data), {diff:+.4f} {main} over "
+               "the primary alone")
+        if best.ci_low is not None and best.ci_high is not None:
+            inside = best.ci_low <= 0.0 <= best.ci_high
+            msg += (f"; 90% bootstrap interval over dev examples [{best.ci_low:+.4f}, "
+                    f"{best.ci_high:+.4f}]" + (" includes 0: within the noise" if inside else ""))
+        if res.trial is not None:
+            msg += f"; {best.mean - res.trial.mean:+.4f} against the trial's set"
+        print_text(Text(msg))
+    for note in res.notes:
+        print_text(Text(note, style="dim"))
+    runs = {k for r in res.rows for k in r.ledger} | set(res.baseline.ledger)
+    info(f"[dim]{res.trained} run(s) trained, {max(0, len(runs) - res.trained)} reused from the "
+         f"cache, in {_duration(res.seconds)}; model {res.model_name}; result: {res.key}[/dim]")
+
+
+def _delta(d: float) -> Text:
+    if d is None or not math.isfinite(d):
+        return Text("–", style="dim")
+    return Text(f"{d:+.4f}", style="green" if d > 0 else "red" if d < 0 else "")
+
+
+def fg_chart(res: Any, width: int = 32) -> None:
+    """Score against the fraction of auxiliary data kept, as unicode bars (sorted by fraction):
+    the baseline (0% kept) first and the trial's set (100%) last when known."""
+    rows: list[tuple[str, float, float, float]] = [
+        ("primary alone", 0.0, res.baseline.mean, res.baseline.std)]
+    for r in sorted(res.rows, key=lambda r: (r.fraction, -r.cut.value)):
+        rows.append((r.cut.label, r.fraction, r.mean, r.std))
+    if res.trial is not None:
+        rows.append(("trial set (all)", 1.0, res.trial.mean, res.trial.std))
+    vals = [v for _, _, v, _ in rows if v is not None and math.isfinite(v)]
+    if not vals:
+        return
+    lo, hi = min(vals), max(vals)
+    pad = max(0.01, 0.25 * (hi - lo))
+    lo = max(0.0, lo - pad) if lo >= 0 else lo - pad
+    t = Table(title=f"{res.main_metric} against auxiliary data kept (bars from {lo:.3f})",
+              title_justify="left", box=None, show_header=False, pad_edge=False)
+    t.add_column(justify="right", style="dim", no_wrap=True)
+    t.add_column(justify="right", no_wrap=True)
+    t.add_column(no_wrap=True, min_width=width)
+    t.add_column(justify="right", no_wrap=True)
+    best = max(vals)
+    for label, frac, mean, std in rows:
+        style = "bold green" if mean == best else "cyan"
+        t.add_row(label, f"{100 * frac:3.0f}%", Text(_bar(mean, lo, hi, width), style=style),
+                  _score(mean, std, len(res.seeds)))
+    out.print(t)

@@ -517,8 +517,9 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
             raise MissingResultError(
                 f"no GradTS-trial result for primary '{primary.name}' with model {model}, "
                 "and no --aux given",
-                hint=f"run: gradts trial --model {model} --primary {primary.name} --suite SUITE "
-                     "(or name the auxiliary tasks: --aux a,b)", primary=primary.name)
+                hint=f"run: gradts trial --model {model} --primary {primary.name} "
+                     + (f"--suite {primary.suite}" if primary.suite else "--candidates a,b,c")
+                     + " (or name the auxiliary tasks: --aux a,b)", primary=primary.name)
         if registry is None:
             from .tasks import build_registry
 
@@ -604,6 +605,8 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
                     r = _mtl_from_entry(store, store.entry(key))
                     was_cached = True
                 else:
+                    _progress.emit(progress, "fg-start", task=primary.name, message=run_label,
+                                   metrics={"seed": float(seed)})
                     r = train(ref, primary, [specs[a] for a in aux_names], store=store, run=run,
                               settings=settings, seed=seed, eval_split="dev",
                               eval_index=select_idx, report=report, progress=progress,
@@ -615,7 +618,8 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
             cached.append(was_cached)
             keys.append(str(key))
             _progress.emit(progress, "fg-run", task=primary.name, message=run_label,
-                           metrics={primary.main_metric: r.score, "cached": float(was_cached)})
+                           metrics={primary.main_metric: r.score, "epoch": float(r.best_epoch),
+                                    "cached": float(was_cached)})
         return results, cached, keys
 
     # 3. the baseline through the trial ledger (reused when a trial trained it)
@@ -672,7 +676,7 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
 
     rows: list[FgRow] = []
     for ci, cut in enumerate(cuts):
-        _progress.emit(progress, "fg-select", task=primary.name, done=ci, total=len(cuts),
+        _progress.emit(progress, "fg-cut", task=primary.name, done=ci, total=len(cuts),
                        message=cut.label)
         skey = selection_key(store, model_id=ref.cache_id, model_name=ref.name,
                              primary=p_res, aux=a_res, estimator=estimator, method=method,
@@ -719,7 +723,7 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
                     for n in report},
             ci_low=_opt(lo) if lo is not None and math.isfinite(lo) else None,
             ci_high=_opt(hi) if hi is not None and math.isfinite(hi) else None))
-        _progress.emit(progress, "fg-select", task=primary.name, done=ci + 1, total=len(cuts),
+        _progress.emit(progress, "fg-cut", task=primary.name, done=ci + 1, total=len(cuts),
                        message=cut.label, metrics={primary.main_metric: rows[-1].mean,
                                                    "kept": rows[-1].fraction})
     if not aux_names and aux_source == "--aux":

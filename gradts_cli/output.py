@@ -572,14 +572,15 @@ def fg_live(primary: str, main_metric: str) -> Iterator[Any]:
                 current.clear()
                 current["id"] = bar.add_task(event.message, total=None, metrics="")
             elif event.stage == "mtl" and "id" in current:
-                text = f"epoch {int(m.get('epoch', 1))}  loss {m.get('loss', float('nan')):.4f}"
+                status = f"epoch {int(m.get('epoch', 1))}  loss {m.get('loss', float('nan')):.4f}"
                 if main_metric in m:
-                    text += f"  dev {m[main_metric]:.4f}"
-                bar.update(current["id"], completed=event.done, total=event.total, metrics=text)
-            elif (text := line(event)) is not None:
+                    status += f"  dev {m[main_metric]:.4f}"
+                bar.update(current["id"], completed=event.done, total=event.total,
+                           metrics=status)
+            elif (done := line(event)) is not None:
                 if "id" in current and not m.get("cached"):
                     bar.remove_task(current.pop("id"))
-                bar.console.print(text)
+                bar.console.print(done)
         yield on_event
 
 
@@ -610,9 +611,10 @@ def fg_report(res: Any) -> None:
         kept = ", ".join(f"{k.task} {k.kept}/{k.total}" for k in r.kept) or "–"
         if r.primary_alone and res.aux:
             kept += " (primary trained alone)"
-        cells = [Text(("→ " if is_best else "  ") + r.cut.label, style=style), Text(kept),
-                 f"{100 * r.fraction:.0f}%", Text(_score(r.mean, r.std, n_seeds), style=style),
-                 _delta(r.mean - res.baseline.mean)]
+        cells: list[Any] = [
+            Text(("→ " if is_best else "  ") + r.cut.label, style=style), Text(kept),
+            f"{100 * r.fraction:.0f}%", Text(_score(r.mean, r.std, n_seeds), style=style),
+            _delta(r.mean - res.baseline.mean)]
         if res.trial is not None:
             cells.append(_delta(r.mean - res.trial.mean))
         cells.append("yes" if r.all_cached else "no" if not any(r.cached)

@@ -154,7 +154,7 @@ def instance_taus(primary_vector: np.ndarray, result: ImportanceResult,
 
     idx_parts, tau_parts = [], []
     for idx, R in result.iter_instances():  # chunk by chunk: memory stays bounded
-        s, _ = correlate_many(primary_vector, instance_vectors(R), method)  # (n,)
+        s, _ = correlate_many(primary_vector, instance_vectors(R), method)  # type: ignore[arg-type]
         idx_parts.append(np.asarray(idx, dtype=np.int64))
         tau_parts.append(s)
     if not idx_parts:

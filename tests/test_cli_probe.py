@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 torch = pytest.importorskip("torch")
+torch.set_num_threads(1)  # tiny models: threads only contend on a shared 2-core machine
 
 from gradts_cli.app import main  # noqa: E402
 from gradts_engine import models  # noqa: E402

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+torch.set_num_threads(1)  # tiny models: threads only contend on a shared 2-core machine
 
 from gradts_engine import correlate, data, models, probe, results  # noqa: E402
 from gradts_engine.config import ProbeSettings, RunSettings  # noqa: E402

@@ -487,8 +487,12 @@ def _weight_grad_importance(net: Any, layout: Any, measure: str) -> Callable[[],
 
 
 def fine_tune(ctx: _Ctx, spec: TaskSpec, net: Any, layout: Any, encoded: Any,
-              progress: ProgressFn | None) -> dict[str, Any]:
-    """Fine-tune ``net`` on ``encoded``; returns training metrics and ``during_raw`` (L, H)."""
+              progress: ProgressFn | None, *, during: bool = True) -> dict[str, Any]:
+    """Fine-tune ``net`` on ``encoded``; returns training metrics and ``during_raw`` (L, H).
+
+    ``during=False`` trains without gates or per-step importance (``during_raw`` stays 0): a
+    plain fine-tuning run, e.g. the baseline of ``benchmarks/probe.py``.
+    """
     import torch
 
     from . import data, heads, models
@@ -501,11 +505,11 @@ def fine_tune(ctx: _Ctx, spec: TaskSpec, net: Any, layout: Any, encoded: Any,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(total, probe.warmup))
     scaler = torch.amp.GradScaler(device.type) if ctx.dtype == torch.float16 else None
     params = [p for p in net.parameters() if p.requires_grad]
-    during = torch.zeros(layout.num_layers, layout.num_heads, dtype=torch.float64,
+    during_sum = torch.zeros(layout.num_layers, layout.num_heads, dtype=torch.float64,
                          device=device)                                      # (L, H)
-    gates = heads.HeadGates(net, layout) if probe.measure == "gate" else None
-    weight_grads = (None if gates is not None
-                    else _weight_grad_importance(net, layout, probe.measure))
+    gates = heads.HeadGates(net, layout) if during and probe.measure == "gate" else None
+    weight_grads = (_weight_grad_importance(net, layout, probe.measure)
+                    if during and probe.measure != "gate" else None)
     pad = _pad_id(ctx.tokenizer)
     net.train()
     step = seen = 0
@@ -565,10 +569,10 @@ def fine_tune(ctx: _Ctx, spec: TaskSpec, net: Any, layout: Any, encoded: Any,
                     g = xi.grad.sum(0, dtype=torch.float64)                      # (L, H)
                     if scaler is not None:
                         g = g / scaler.get_scale()
-                    during += torch.where(torch.isfinite(g).all(), g.abs(), 0.0)
+                    during_sum += torch.where(torch.isfinite(g).all(), g.abs(), 0.0)
                 elif weight_grads is not None:
                     g = weight_grads().double()                                  # (L, H)
-                    during += torch.where(torch.isfinite(g).all(), g, 0.0)
+                    during_sum += torch.where(torch.isfinite(g).all(), g, 0.0)
                 torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
                 if scaler is not None:
                     scaler.step(optimizer)
@@ -591,7 +595,7 @@ def fine_tune(ctx: _Ctx, spec: TaskSpec, net: Any, layout: Any, encoded: Any,
         if gates is not None:
             gates.remove()
     seconds = time.perf_counter() - t_start
-    return {"during_raw": during.cpu().numpy(), "seconds": seconds,
+    return {"during_raw": during_sum.cpu().numpy(), "seconds": seconds,
             "examples_per_s": n * probe.epochs / max(seconds, 1e-9),
             "final_loss": float(epoch_loss.item()) / max(n, 1), "steps": step,
             "epochs": probe.epochs}

@@ -81,6 +81,20 @@ def test_help_ends_with_examples(capsys):
     assert "--no-instances" in out and "--trust-remote-c" in out
 
 
+def test_interactive_choice_on_a_terminal(tiny, tmp_path, capsys, monkeypatch):
+    from rich.prompt import Prompt
+
+    from gradts_cli import output
+
+    monkeypatch.setattr(output, "is_interactive", lambda: True)
+    monkeypatch.setattr(Prompt, "ask", classmethod(lambda cls, *a, **k: "agree_rc"))
+    code, out, err = gradts(capsys, "--home", tmp_path / "h", "probe", "--model", tiny, *FAST,
+                            "--json")
+    assert code == 0, err
+    assert "registered tasks" in err and "demo" in err
+    assert [t["task"] for t in json.loads(out)["tasks"]] == ["agree_rc"]
+
+
 def _labels_file(tmp_path: Path) -> Path:
     train = tmp_path / "train.tsv"
     train.write_text("sentence\tlabel\nthe film was good\ta\nthe film was bad\tc\n")

@@ -685,3 +685,315 @@ def fg_chart(res: Any, width: int = 32) -> None:
         t.add_row(label, f"{100 * frac:3.0f}%", Text(_bar(mean, lo, hi, width), style=style),
                   _score(mean, std, len(res.seeds)))
     out.print(t)
+
+
+# -- report / demo ----------------------------------------------------------------------------
+def _rep_table(title: str | None, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]],
+               caption: str | None = None) -> Table:
+    """A table of (header, justify) columns; cells may be str or Text."""
+    t = Table(title=title, caption=caption, header_style="bold", title_justify="left",
+              caption_justify="left")
+    for i, (name, justify) in enumerate(columns):
+        t.add_column(name, justify=justify, no_wrap=i == 0)  # type: ignore[arg-type]
+    for r in rows:
+        t.add_row(*[c if isinstance(c, Text) else Text(str(c)) for c in r])
+    return t
+
+
+def _opt(x: float | None, spec: str = ".3f") -> str:
+    return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
+
+
+def _probe_settings(st: Mapping[str, Any]) -> str:
+    return (f"{st.get('epochs', '?')} epoch(s), lr {st.get('lr', '?'):g}, batch "
+            f"{st.get('batch_size', '?')}, max length {st.get('max_length', '?')}, seed "
+            f"{st.get('seed', '?')}") if isinstance(st.get("lr"), (int, float)) else "–"
+
+
+def report_renderables(rep: Any, *, matrix: bool = True) -> list[Any]:
+    """The ``gradts report`` view as Rich renderables (printed, or recorded for SVG/HTML)."""
+    items: list[Any] = []
+    title = Text("gradts report", style="bold")
+    title.append(f" — {rep.model_name}", style="bold cyan")
+    if rep.primary:
+        title.append(f" — primary {rep.primary}", style="bold")
+    items.append(title)
+    items.append(Text(f"store {rep.store_root}; {rep.measure} measure, {rep.estimator} "
+                      f"estimator, {rep.method} tau", style="dim"))
+    # what was chosen and why
+    what = Text()
+    for i, f in enumerate(rep.findings):
+        what.append(("\n" if i else "") + "• ", style="cyan")
+        what.append(f)
+    from rich.panel import Panel
+
+    items.append(Panel(what, title="what was chosen and why", title_align="left",
+                       border_style="cyan"))
+    # probes
+    settings = {_probe_settings(p.settings) for p in rep.probes}
+    rows = []
+    for p in rep.probes:
+        row = [Text(p.task, style="bold" if p.task == rep.primary else ""), str(p.instances),
+               _opt(p.train_loss), _opt(p.dev_score),
+               _duration(p.seconds) if p.seconds is not None else "–", p.device or "–"]
+        if len(settings) > 1:
+            row.insert(4, _probe_settings(p.settings))
+        rows.append(row)
+    metric = next((p.dev_metric for p in rep.probes if p.dev_metric), "dev")
+    cols = [("task", "left"), ("examples", "right"), ("train loss", "right"),
+            (f"dev {metric}", "right"), ("time", "right"), ("device", "left")]
+    if len(settings) > 1:
+        cols.insert(4, ("settings", "left"))
+    items.append(_rep_table(f"probes ({len(rep.probes)} tasks)", cols, rows,
+                            caption=settings.pop() if len(settings) == 1 else None))
+    # correlations
+    res = rep.corr
+    if res is None:
+        items.append(Text(rep.corr_note or "no correlations", style="yellow"))
+    else:
+        sym = _SYMBOL.get(res.method, res.method)
+        if matrix:
+            T = len(res.tasks)
+            mrows = [[Text(str(i + 1), style="dim"), name,
+                      *[Text("·", style="dim") if i == j else corr_cell(float(res.stats[i, j]))
+                        for j in range(T)]] for i, name in enumerate(res.tasks)]
+            items.append(_rep_table(f"{res.method} {sym} between tasks",
+                                    [("#", "right"), ("task", "left"),
+                                     *[(str(j + 1), "right") for j in range(T)]], mrows))
+        if rep.primary:
+            rk = res.rankings[rep.primary]
+            items.append(_rep_table(
+                f"candidates for {rep.primary} (highest {sym} first)",
+                [("rank", "right"), ("candidate", "left"), (sym, "right"), ("p", "right")],
+                [[str(c.rank), Text(c.task, style="bold" if c.rank == 1 else ""),
+                  corr_cell(c.stat), pvalue_text(c.pvalue)] for c in rk]))
+        else:
+            trows = []
+            for t in res.tasks:
+                rk = res.rankings[t][:3]
+                trows.append([t, *[Text(f"{c.task} ", style="bold" if i == 0 else "")
+                                   + corr_cell(c.stat) for i, c in enumerate(rk)]]
+                             + [""] * (3 - len(rk)))
+            items.append(_rep_table(f"top candidates per task ({sym})",
+                                    [("task", "left"), ("1st", "left"), ("2nd", "left"),
+                                     ("3rd", "left")], trows))
+    # trials
+    for s in rep.trials:
+        tau = {r.task: r.stat for r in s.ranking}
+        trows = []
+        for rec in [*s.trials, *s.comparisons]:
+            sel = rec.aux == tuple(s.selected) and rec.role in ("baseline", "prefix")
+            style = "bold green" if sel else ""
+            added = (corr_cell(tau.get(rec.aux[-1], float("nan")))
+                     if rec.role == "prefix" and rec.aux else "")
+            trows.append([Text(("→ " if sel else "  ") + rec.label, style=style), added,
+                          Text(_score(rec.mean, rec.std, len(s.seeds)), style=style),
+                          ",".join(str(e) for e in rec.best_epochs), _duration(rec.seconds)])
+        v = s.verdict
+        items.append(_rep_table(
+            f"GradTS-trial for {s.primary}: {s.main_metric} on dev ({len(s.seeds)} seed(s), "
+            f"{s.settings.get('epochs')} epoch(s))",
+            [("auxiliary tasks", "left"), ("τ of the added", "right"), (s.main_metric, "right"),
+             ("best epoch", "right"), ("time", "right")], trows,
+            caption=s.stop_reason))
+        items.append(Text(("within the noise: " if v.within_noise and s.selected else "")
+                          + v.message, style="yellow" if v.within_noise else "green"))
+        for h in s.holdout:
+            items.append(Text(h.message, style="dim"))
+    # fg
+    for f in rep.fg:
+        frows = []
+        best = f.best
+        for r in f.rows:
+            kept = ", ".join(f"{k.task} {k.kept}/{k.total}" for k in r.kept) or "–"
+            frows.append([Text(r.cut.label, style="bold" if r is best else ""), kept,
+                          _score(r.mean, r.std, len(f.seeds)), _delta(r.mean - f.baseline.mean),
+                          _delta(r.mean - f.trial.mean) if f.trial is not None else "–"])
+        frows.append([Text("primary alone", style="dim"), "", Text(
+            _score(f.baseline.mean, f.baseline.std, len(f.seeds)), style="dim"), "", ""])
+        items.append(_rep_table(
+            f"GradTS-fg for {f.primary}: {f.main_metric} on dev",
+            [("cut", "left"), ("kept", "left"), (f.main_metric, "right"),
+             ("vs alone", "right"), ("vs trial", "right")], frows))
+    # costs
+    if rep.costs:
+        total = sum(c.seconds for c in rep.costs)
+        items.append(_rep_table(
+            "cost per stage (compute recorded in the store)",
+            [("stage", "left"), ("runs", "right"), ("time", "right"), ("device", "left"),
+             ("what", "left")],
+            [[c.stage, str(c.runs), _duration(c.seconds), c.device, c.detail]
+             for c in rep.costs],
+            caption=f"total {_duration(total)}"))
+    for n in rep.notes:
+        items.append(Text(f"note: {n}", style="yellow"))
+    if rep.next_steps:
+        nxt = Text("next: ", style="bold")
+        nxt.append("   ".join(rep.next_steps), style="cyan")
+        items.append(nxt)
+    return items
+
+
+def report_view(rep: Any, *, matrix: bool = True) -> None:
+    """``gradts report`` on stdout."""
+    for item in report_renderables(rep, matrix=matrix):
+        out.print(item)
+
+
+def export_view(items: Sequence[Any], *, svg: Any = None, html: Any = None,
+                title: str = "gradts report", width: int = 110) -> list[str]:
+    """Record ``items`` on a Rich recording console and write SVG and/or HTML atomically."""
+    import io
+
+    from gradts_engine.store import atomic_write_text
+
+    rec = Console(record=True, width=width, file=io.StringIO(), force_terminal=True,
+                  color_system="truecolor", highlight=False)
+    for item in items:
+        rec.print(item)
+    written = []
+    if svg is not None:
+        atomic_write_text(svg, rec.export_svg(title=title, clear=False))
+        written.append(str(svg))
+    if html is not None:
+        atomic_write_text(html, rec.export_html(clear=False))
+        written.append(str(html))
+    return written
+
+
+@contextmanager
+def demo_progress() -> Iterator[Any]:
+    """A callback for ``run_demo``: one bar per stage on a TTY (current task and step in its
+    description), a line per stage, task and trial run otherwise."""
+    if _state["quiet"]:
+        yield lambda event: None
+        return
+    state: dict[str, Any] = {"stage": None, "done": 0, "total": None, "t0": time.monotonic()}
+
+    def describe(event: Progress) -> str | None:
+        """A one-line status for an inner event (None: nothing to show)."""
+        m = event.metrics
+        if event.stage == "fine-tune":
+            loss = f" loss {m['loss']:.3f}" if "loss" in m else ""
+            return f"{event.task}: fine-tune {event.done}/{event.total}{loss}"
+        if event.stage == "importance":
+            return f"{event.task}: importance pass {event.done}/{event.total}"
+        if event.stage == "dev":
+            return f"{event.task}: dev"
+        if event.stage in ("trial-start", "fg-start"):
+            return event.message
+        if event.stage == "mtl":
+            return f"{event.message or event.task}: step {event.done}/{event.total}" + (
+                f" loss {m['loss']:.3f}" if "loss" in m else "")
+        return None
+
+    def finished(event: Progress) -> str | None:
+        """A line worth keeping (a task probed, a trial run scored)."""
+        m = event.metrics
+        if event.stage == "done":
+            return f"  probed {event.task} in {m.get('seconds', 0.0):.1f} s"
+        if event.stage == "cached":
+            return f"  {event.task}: from the cache"
+        if event.stage in ("trial-run", "fg-run"):
+            score = [v for k, v in m.items() if k not in ("epoch", "cached", "seed")]
+            tag = " (cached)" if m.get("cached") else ""
+            return (f"  {event.message}: {score[0]:.4f}{tag}" if score
+                    else f"  {event.message}{tag}")
+        return None
+
+    def counts(event: Progress) -> bool:
+        return event.stage in ("done", "cached", "trial-run", "fg-run", "data")
+
+    if not err.is_terminal:
+        def on_plain(event: Progress) -> None:
+            if event.stage == "demo":
+                if event.message != "done":
+                    err.print(f"[bold]▶ {event.message}[/bold] "
+                              f"[dim]({event.done + 1}/{event.total}, "
+                              f"{time.monotonic() - state['t0']:.0f} s)[/dim]")
+            elif event.stage == "demo-note":
+                err.print(f"  [dim]{event.message}[/dim]")
+            elif (line := finished(event)) is not None:
+                err.print(line)
+        yield on_plain
+        return
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.progress import Progress as RichProgress
+
+    with RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                      MofNCompleteColumn(), TimeElapsedColumn(),
+                      TextColumn("[dim]{task.fields[status]}"), console=err,
+                      transient=False) as bar:
+        ids: dict[str, Any] = {}
+
+        def on_event(event: Progress) -> None:
+            if event.stage == "demo":
+                cur = state["stage"]
+                if cur in ids:
+                    bar.update(ids[cur], status="done")
+                    bar.stop_task(ids[cur])
+                if event.message == "done":
+                    return
+                units = event.metrics.get("units")
+                state.update(stage=event.message, done=0)
+                ids[event.message] = bar.add_task(f"[bold]{event.message}[/bold]",
+                                                  total=int(units) if units else None,
+                                                  status="")
+                return
+            sid = ids.get(state["stage"])
+            if sid is None:
+                return
+            if event.stage == "demo-note":
+                bar.console.print(f"  [dim]{event.message}[/dim]")
+                return
+            if (line := finished(event)) is not None:
+                bar.console.print(line)
+            if counts(event):
+                state["done"] += 1
+                bar.update(sid, completed=state["done"])
+            status = describe(event)
+            if status is not None:
+                bar.update(sid, status=status)
+        yield on_event
+
+
+def demo_view(res: Any) -> None:
+    """``gradts demo``: the report, the planted-sibling table, stage times and caveats."""
+    report_view(res.report)
+    rows = []
+    for r in res.siblings:
+        mark = Text("✓", style="bold green") if r.ok else Text("✗", style="bold red")
+        rows.append([r.task, r.sibling, Text(r.top, style="green" if r.ok else "red"),
+                     corr_cell(r.tau_sibling), corr_cell(r.tau_best_other),
+                     _opt(r.dev_score, ".2f"), mark])
+    n = len(res.siblings)
+    out.print(_rep_table(
+        "planted siblings: is each task's sibling its top-ranked candidate?",
+        [("task", "left"), ("sibling", "left"), ("top-ranked", "left"), ("τ sib", "right"),
+         ("τ other", "right"), ("dev", "right"), ("", "center")],
+        rows,
+        caption=f"{res.corr.method} τ between {res.corr.estimator} head-importance matrices; "
+                f"sibling = the planted one; τ other = the best non-sibling's; dev = the probe's "
+                f"dev accuracy; probe "
+                f"seed {res.settings.seed}"))
+    style = "bold green" if res.recovered >= n - 1 else "bold yellow"
+    out.print(Text(f"{res.recovered} of {n} planted siblings ranked first", style=style))
+    srows = [[s.stage, Text("skipped", style="dim") if s.skipped else _duration(s.seconds),
+              s.detail] for s in res.stages]
+    within = res.total_s <= res.budget_s
+    out.print(_rep_table(
+        "demo stages", [("stage", "left"), ("time", "right"), ("what", "left")], srows,
+        caption=f"total {_duration(res.total_s)} (goal: {_duration(res.budget_s)} on 2 CPU "
+                f"cores{'' if within else '; over it here'})"))
+    for c in res.caveats:
+        out.print(Text(f"caveat: {c}", style="yellow"))
+    home = res.store_root
+    out.print(Text(f"explore: gradts --home {home} report --model {res.model} --primary "
+                   f"{res.primary}", style="cyan"))

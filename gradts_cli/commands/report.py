@@ -1,0 +1,94 @@
+"""``gradts report``: one summary of what the store holds for a model (and a primary task)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import output
+from ..options import JsonOpt, MeasureOpt, ModelOpt, PrimaryOpt, state
+
+ESTIMATORS = ("during", "after")
+METHODS = ("kendall", "spearman", "pearson")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report", help=HELP)(report)
+
+
+HELP = """Summarise what the store holds for a model: what was chosen and why.
+
+Reads the cache (never trains): the tasks probed (examples, training loss, dev metric, time),
+the Kendall tau matrix and the candidate rankings, GradTS-trial's candidate sets, baseline,
+selected set and noise verdict, GradTS-fg's kept instances and scores, and the compute each
+stage cost (seconds, device). Without --model, the only model in the store is used.
+
+--svg FILE and --html FILE save the same view (for a report or a pull request); --json prints
+it as data.
+
+[dim]Examples:[/dim]
+
+  gradts report
+
+  gradts report --model bert-base-cased --primary rte
+
+  gradts report --model bert-base-cased --primary rte --svg report.svg --html report.html
+
+  gradts --home ~/.local/share/gradts/.demo report --primary match_person
+
+  gradts report --model bert-base-cased --json > report.json
+"""
+
+
+def report(
+    ctx: typer.Context,
+    model: ModelOpt = None,
+    primary: PrimaryOpt = None,
+    measure: MeasureOpt = None,
+    estimator: Annotated[str | None, typer.Option(
+        "--estimator", help="Which task matrix the rankings use: during (default) or after.",
+        show_default=False)] = None,
+    method: Annotated[str | None, typer.Option(
+        "--method", help="kendall (tau-b, default), spearman or pearson.",
+        show_default=False)] = None,
+    svg: Annotated[Path | None, typer.Option(
+        "--svg", help="Also save the view as an SVG image to FILE.", metavar="FILE",
+        show_default=False)] = None,
+    html: Annotated[Path | None, typer.Option(
+        "--html", help="Also save the view as an HTML page to FILE.", metavar="FILE",
+        show_default=False)] = None,
+    no_matrix: Annotated[bool, typer.Option(
+        "--no-matrix", help="Leave out the task x task matrix (shorter view).")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    from gradts_engine.errors import UsageError
+
+    if estimator is not None and estimator not in ESTIMATORS:
+        raise UsageError(f"unknown estimator {estimator!r}",
+                         hint=f"choose --estimator from {', '.join(ESTIMATORS)}")
+    if method is not None and method not in METHODS:
+        raise UsageError(f"unknown method {method!r}",
+                         hint=f"choose --method from {', '.join(METHODS)}")
+    st = state(ctx)
+    cfg = st.config(run={"model": model}, probe={"measure": measure},
+                    corr={"method": method, "estimator": estimator})
+
+    from gradts_engine.report import build_report
+
+    try:
+        registry = st.registry()
+    except Exception:  # a broken user task file must not stop a read-only summary
+        registry = None
+    rep = build_report(st.store(), cfg.run.model, primary, measure=cfg.probe.measure,
+                       estimator=cfg.corr.estimator, method=cfg.corr.method, registry=registry)
+    if json_:
+        output.print_json(rep.to_dict())
+    else:
+        output.report_view(rep, matrix=not no_matrix)
+    if svg is not None or html is not None:
+        items = output.report_renderables(rep, matrix=not no_matrix)
+        for path in output.export_view(items, svg=svg, html=html,
+                                       title=f"gradts report — {rep.model_name}"):
+            output.success(f"wrote {path}")

@@ -763,7 +763,7 @@ def report_renderables(rep: Any, *, matrix: bool = True) -> list[Any]:
         if rep.primary:
             rk = res.rankings[rep.primary]
             items.append(_rep_table(
-                f"candidates for {rep.primary} (highest {sym} first)",
+                f"candidates for {rep.primary} (by {sym})",
                 [("rank", "right"), ("candidate", "left"), (sym, "right"), ("p", "right")],
                 [[str(c.rank), Text(c.task, style="bold" if c.rank == 1 else ""),
                   corr_cell(c.stat), pvalue_text(c.pvalue)] for c in rk]))

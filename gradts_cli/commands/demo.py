@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -92,7 +92,7 @@ def demo(
     root = ctx.find_root()
     explicit = root.get_parameter_source("home") == ParameterSource.COMMANDLINE
     home = resolve_root(st.home) if explicit else demo_home(resolve_root(st.home))
-    given = {"train_size": train_size, "dev_size": dev_size, "seed": seed, "epochs": epochs,
+    given: dict[str, Any] = {"train_size": train_size, "dev_size": dev_size, "seed": seed, "epochs": epochs,
              "lr": lr, "batch_size": batch_size, "max_length": max_length,
              "trial_epochs": trial_epochs, "trial_max_aux": trial_max_aux,
              "device": device, "precision": precision}

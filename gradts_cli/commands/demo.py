@@ -92,10 +92,11 @@ def demo(
     root = ctx.find_root()
     explicit = root.get_parameter_source("home") == ParameterSource.COMMANDLINE
     home = resolve_root(st.home) if explicit else demo_home(resolve_root(st.home))
-    given: dict[str, Any] = {"train_size": train_size, "dev_size": dev_size, "seed": seed, "epochs": epochs,
-             "lr": lr, "batch_size": batch_size, "max_length": max_length,
-             "trial_epochs": trial_epochs, "trial_max_aux": trial_max_aux,
-             "device": device, "precision": precision}
+    given: dict[str, Any] = {
+        "train_size": train_size, "dev_size": dev_size, "seed": seed, "epochs": epochs,
+        "lr": lr, "batch_size": batch_size, "max_length": max_length,
+        "trial_epochs": trial_epochs, "trial_max_aux": trial_max_aux, "device": device,
+        "precision": precision}
     settings = dataclasses.replace(
         DemoSettings(skip_trial=skip_trial, skip_fg=skip_fg or skip_trial),
         **{k: v for k, v in given.items() if v is not None})

@@ -153,10 +153,24 @@ def load_result(store: Store, model: str, task: str, measure: str = "gate",
     return read_result(store, entries[0])
 
 
+def _settings_id(entry: Entry) -> str:
+    from .store import canonical_json
+
+    return canonical_json({"settings": entry.spec.get("settings", {}),
+                           "model": entry.spec.get("model")})
+
+
 def load_results(store: Store, model: str, tasks: list[str], measure: str = "gate"
                  ) -> list[ImportanceResult]:
-    """Several tasks' results, checked to be comparable (same model and shape)."""
-    missing = [t for t in tasks if not find_results(store, model, measure, t)]
+    """Several tasks' results, checked to be comparable (same model, settings and shape).
+
+    When a task was probed more than once (say with other ``--epochs``), the newest group of
+    probe settings that covers every requested task is used, so all matrices come from the
+    same fine-tuning recipe. If no such group exists, the newest probe of each task is used
+    (``gradts corr`` then warns that the settings differ).
+    """
+    per_task = {t: find_results(store, model, measure, t) for t in tasks}
+    missing = [t for t, entries in per_task.items() if not entries]
     if missing:
         raise MissingResultError(
             f"{len(missing)} task(s) not probed with model {model} (measure {measure}): "
@@ -164,7 +178,17 @@ def load_results(store: Store, model: str, tasks: list[str], measure: str = "gat
             hint=f"run: gradts probe --model {model} " + " ".join(f"--task {t}" for t in missing)
                  + ("" if measure == "gate" else f" --measure {measure}"),
             tasks=missing)
-    results = [load_result(store, model, t, measure) for t in tasks]
+    groups: dict[str, dict[str, Entry]] = {}
+    for t, entries in per_task.items():
+        for e in entries:  # newest first: keep the newest entry of each settings group
+            groups.setdefault(_settings_id(e), {}).setdefault(t, e)
+    complete = [g for g in groups.values() if len(g) == len(tasks)]
+    if not complete:  # no common recipe: the newest probe of each task (corr warns)
+        results = [read_result(store, per_task[t][0]) for t in tasks]
+        check_comparable(results)
+        return results
+    best = max(complete, key=lambda g: max(str(e.meta.get("created", "")) for e in g.values()))
+    results = [read_result(store, best[t]) for t in tasks]
     check_comparable(results)
     return results
 

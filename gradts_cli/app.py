@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from typer._click.exceptions import ClickException  # typer 0.29 vendors click
 
 from gradts_engine import __version__
@@ -93,7 +92,8 @@ def _global(
         "--home", envvar="GRADTS_HOME", help="Store (cache) root. Env: GRADTS_HOME.",
         show_default=False)] = None,
     config: Annotated[Path | None, typer.Option(
-        "--config", help="Project config TOML (default: ./gradts.toml).", show_default=False)] = None,
+        "--config", help="Project config TOML (default: ./gradts.toml).",
+        show_default=False)] = None,
     tasks_file: Annotated[list[Path] | None, typer.Option(
         "--tasks-file", help="Extra task declarations (TOML; repeatable).",
         show_default=False)] = None,

@@ -148,9 +148,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-    elif typ is str:
-        if isinstance(value, str):
-            return value
+    elif typ is str and isinstance(value, str):
+        return value
     name = getattr(typ, "__name__", str(typ))
     raise ConfigError(f"{where} must be {name}, not {value!r}")
 

@@ -252,7 +252,7 @@ def _pearson_rows(x: np.ndarray, Y: np.ndarray, t_test: bool) -> tuple[np.ndarra
 def correlate_many(
     primary: np.ndarray,
     others: np.ndarray,
-    method: Method = "kendall",
+    method: Method | str = "kendall",
     chunk_size: int = 8192,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Correlate one vector with many: GradTS-fg's instance level (paper §3.3, DESIGN §2).
@@ -306,7 +306,9 @@ def correlate_many(
     return stats, pvalues
 
 
-def correlate(x: np.ndarray, y: np.ndarray, method: Method = "kendall") -> tuple[float, float]:
+def correlate(
+    x: np.ndarray, y: np.ndarray, method: Method | str = "kendall"
+) -> tuple[float, float]:
     """(statistic, two-sided p-value) between two flattened importance matrices (DESIGN §2).
 
     Kendall tau-b by default (GradTS §3.2), Spearman or Pearson as options; equal to
@@ -324,7 +326,7 @@ def correlate(x: np.ndarray, y: np.ndarray, method: Method = "kendall") -> tuple
 
 
 def correlation_matrix(
-    vectors: np.ndarray, method: Method = "kendall"
+    vectors: np.ndarray, method: Method | str = "kendall"
 ) -> tuple[np.ndarray, np.ndarray]:
     """All pairwise correlations of task vectors (T, D): ``(stats, pvalues)``, each (T, T).
 
@@ -476,7 +478,7 @@ def bootstrap_rankings(
     candidate_instances: Mapping[str, np.ndarray],
     n_boot: int,
     seed: int,
-    method: Method = "kendall",
+    method: Method | str = "kendall",
     level: float = 0.90,
 ) -> dict[str, BootstrapStat]:
     """How stable the candidate ranking is under resampling of instances (DESIGN §2 'after').
@@ -625,7 +627,7 @@ def rank_from_store(
     *,
     measure: str = "gate",
     estimator: str = "during",
-    method: Method = "kendall",
+    method: Method | str = "kendall",
 ) -> list[RankedCandidate]:
     """Rank ``candidates`` for ``primary`` by the correlation of their stored task matrices.
 
@@ -654,7 +656,7 @@ def bootstrap_rankings_all(
     primaries: Sequence[str],
     n_boot: int,
     seed: int,
-    method: Method = "kendall",
+    method: Method | str = "kendall",
     level: float = 0.90,
 ) -> dict[str, dict[str, BootstrapStat]]:
     """:func:`bootstrap_rankings` for every task in ``primaries`` against all the others.

@@ -412,7 +412,7 @@ def _local_file(spec: TaskSpec, src: LocalSource, split: str) -> Path:
 def _delimited_header(path: Path, src: LocalSource) -> list[str]:
     """Column names of a CSV/TSV file: its header (BOM stripped) or ``"0"``, ``"1"``, ..."""
     delimiter = "\t" if src.format == "tsv" else ","
-    quoting = csv.QUOTE_MINIMAL if src.quoting else csv.QUOTE_NONE
+    quoting: Any = csv.QUOTE_MINIMAL if src.quoting else csv.QUOTE_NONE
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
@@ -888,7 +888,7 @@ def add_local_task(name: str, files: Mapping[str, str | os.PathLike[str]], *,
     if kind not in ("classification", "regression"):
         raise ConfigError(f"kind {kind!r} is not one of classification, regression")
     text = tuple(t.strip() for t in text if t.strip())
-    source = LocalSource(resolved, fmt, header, quoting)
+    source = LocalSource(resolved, fmt, header, quoting)  # type: ignore[arg-type]
     if kind == "classification" and not labels:
         labels = _infer_labels(name, source, text, label, store)
     if kind == "regression" and labels:

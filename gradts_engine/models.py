@@ -75,8 +75,12 @@ def resolve_model(name: str | None, revision: str | None = None, *,
         raise ModelError(f"model {name!r} is neither a local directory nor a Hub id",
                          hint="check the path")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (HfHubHTTPError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         path = snapshot_download(name, revision=revision, allow_patterns=_WEIGHT_PATTERNS,
@@ -205,7 +209,7 @@ def _task_model_class() -> type:
             self.config = encoder.config
             self.model_type = getattr(encoder.config, "model_type", "")
             self.hidden = int(getattr(encoder.config, "hidden_size", None)
-                              or getattr(encoder.config, "n_embd", None) or getattr(encoder.config, "dim"))
+                              or getattr(encoder.config, "n_embd", None) or encoder.config.dim)
             self.head_dropout = dropout
             self.seed = seed
             self.heads = nn.ModuleDict({t: _make_head(self.hidden, n, dropout, seed)
@@ -213,7 +217,8 @@ def _task_model_class() -> type:
 
         def add_head(self, task: str, n_out: int) -> None:
             p = next(self.encoder.parameters())
-            self.heads[task] = _make_head(self.hidden, n_out, self.head_dropout, self.seed).to(p.device)
+            head = _make_head(self.hidden, n_out, self.head_dropout, self.seed)
+            self.heads[task] = head.to(p.device)
 
         def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             if self.model_type in DECODER_TYPES:  # last non-padding token (right padding)
@@ -285,7 +290,8 @@ def make_tiny_model(path: str | os.PathLike[str], *, model_type: str = "bert", l
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    extra = sorted({w.lower() for w in (words or [])} | set("abcdefghijklmnopqrstuvwxyz0123456789.,'!?-"))
+    chars = set("abcdefghijklmnopqrstuvwxyz0123456789.,'!?-")
+    extra = sorted({w.lower() for w in (words or [])} | chars)
     vocab += [w for w in extra if w not in vocab]
     vocab += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")

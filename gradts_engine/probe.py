@@ -638,7 +638,7 @@ def _dev_metrics(ctx: _Ctx, spec: TaskSpec, net: Any,
     try:
         from .metrics import compute_metrics
     except ImportError:  # pragma: no cover - metrics.py is part of the package
-        compute_metrics = _metrics
+        compute_metrics = _metrics  # type: ignore[assignment]
     scores = {k: (None if v is None or not math.isfinite(v) else float(v))
               for k, v in compute_metrics(spec, y_pred, enc.labels).items()}
     out: dict[str, Any] = {"n": len(enc), "metric": spec.main_metric, **scores}

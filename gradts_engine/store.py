@@ -199,7 +199,8 @@ class EntryWriter:
         plain: dict[str, np.ndarray] = {}
         for k, v in arrays.items():
             if hasattr(v, "detach"):
-                v = v.detach().to("cpu").float().numpy() if v.is_floating_point() else v.cpu().numpy()
+                v = v.detach().to("cpu")
+                v = v.float().numpy() if v.is_floating_point() else v.numpy()
             plain[k] = np.ascontiguousarray(v)
         path = self._path(name if name.endswith(".safetensors") else f"{name}.safetensors")
         save_file(plain, str(path))
@@ -346,7 +347,8 @@ class Store:
             ) from e
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
             raise CorruptEntryError(
-                f"cache entry {path} has format {meta.get('format') if isinstance(meta, dict) else '?'},"
+                f"cache entry {path} has format "
+                f"{meta.get('format') if isinstance(meta, dict) else '?'},"
                 f" this gradts reads format {FORMAT_VERSION}",
                 hint="recompute it with --force",
                 path=str(path),
@@ -389,7 +391,8 @@ class Store:
 
         fname = name if name.endswith(".safetensors") else f"{name}.safetensors"
         if fname not in entry.meta.get("files", {}):
-            raise CorruptEntryError(f"cache entry {entry.path} has no {fname}", path=str(entry.path))
+            raise CorruptEntryError(f"cache entry {entry.path} has no {fname}",
+                                    path=str(entry.path))
         try:
             return load_file(str(entry.path / fname))
         except Exception as e:  # safetensors raises its own error types

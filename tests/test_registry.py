@@ -29,7 +29,8 @@ files = { train = "train.tsv", dev = "dev.tsv" }
 
 def test_builtins_glue_and_demo() -> None:
     reg = build_registry(include_user=False)
-    assert {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"} <= set(reg.names())
+    glue = {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
+    assert glue <= set(reg.names())
     assert reg.suites["demo"] == tuple(DEMO_TASKS)
     assert reg.get("cola").main_metric == "matthews"
     assert reg.get("mrpc").main_metric == "f1"
@@ -103,7 +104,8 @@ def test_spec_validation() -> None:
     with pytest.raises(TaskError, match="at least two label"):
         TaskSpec("a", "classification", ("s",), "label", src, labels=("one",))
     with pytest.raises(TaskError, match="metric 'pearson' does not apply"):
-        TaskSpec("a", "classification", ("s",), "label", src, labels=("x", "y"), metrics=("pearson",))
+        TaskSpec("a", "classification", ("s",), "label", src, labels=("x", "y"),
+                 metrics=("pearson",))
     with pytest.raises(TaskError, match="one or two text fields"):
         TaskSpec("a", "classification", ("a", "b", "c"), "label", src, labels=("x", "y"))
     s = TaskSpec("a", "regression", ("s",), "score", src)

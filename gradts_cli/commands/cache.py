@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(cache_app, name="cache")
 
 
-@cache_app.command("list", help="List cache entries.\n\n[dim]Example:[/dim] gradts cache list --kind probe")
+@cache_app.command("list", help="List cache entries.\n\n[dim]Example:[/dim] "
+                   "gradts cache list --kind probe")
 def list_(ctx: typer.Context,
           kind: Annotated[str | None, typer.Option("--kind", help="Only this kind.")] = None,
           json_: JsonOpt = False) -> None:
@@ -64,7 +65,8 @@ def verify(ctx: typer.Context, json_: JsonOpt = False) -> None:
 
 @cache_app.command("rm", help="Remove cache entries by path.\n\n[dim]Example:[/dim] "
                    "gradts cache rm probe/minilm/cola/0123abcd4567")
-def rm(ctx: typer.Context, paths: Annotated[list[str], typer.Argument(help="Entry paths.")]) -> None:
+def rm(ctx: typer.Context,
+       paths: Annotated[list[str], typer.Argument(help="Entry paths.")]) -> None:
     import shutil
 
     from gradts_engine.errors import StoreError

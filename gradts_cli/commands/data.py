@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -114,7 +115,7 @@ def show(
         output.table("examples", cols, rows)
 
 
-def _distribution(dist: dict[str, Any], kind: str) -> str:
+def _distribution(dist: Mapping[str, Any], kind: str) -> str:
     if kind == "regression":
         if not dist.get("n"):
             return "unlabelled" if dist.get("(none)") else "–"

@@ -51,6 +51,7 @@ import hashlib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "DEFAULT_SIZES",
@@ -404,7 +405,7 @@ Row = dict[str, object]
 _Maker = Callable[[random.Random, tuple[int, ...]], Row]
 
 
-def _pick(rng: random.Random, seq: Sequence[str]) -> str:
+def _pick(rng: random.Random, seq: Sequence[Any]) -> Any:
     return seq[rng.randrange(len(seq))]
 
 

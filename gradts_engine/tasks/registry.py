@@ -147,7 +147,8 @@ def _parse_source(raw: Any, where: str, base: Path) -> LocalSource | HubSource:
                          dict(raw.get("splits") or {"train": "train", "dev": "validation"}))
     files = raw.get("files")
     if not isinstance(files, dict) or "train" not in files:
-        raise ConfigError(f"{where}: a local source needs files = {{ train = \"...\", dev = \"...\" }}")
+        raise ConfigError(f"{where}: a local source needs files = "
+                          "{ train = \"...\", dev = \"...\" }")
     resolved = {}
     for split, f in files.items():
         if not isinstance(f, str):
@@ -160,7 +161,8 @@ def _parse_source(raw: Any, where: str, base: Path) -> LocalSource | HubSource:
     for flag in ("header", "quoting"):
         if flag in raw and not isinstance(raw[flag], bool):
             raise ConfigError(f"{where}: source.{flag} must be true or false")
-    return LocalSource(resolved, fmt, bool(raw.get("header", True)), bool(raw.get("quoting", False)))
+    return LocalSource(resolved, fmt, bool(raw.get("header", True)),  # type: ignore[arg-type]
+                       bool(raw.get("quoting", False)))
 
 
 def _guess_format(path: str) -> str:

@@ -144,14 +144,20 @@ def heatmap(matrix: Any, title: str, *, row_label: str = "L", col_label: str = "
 # -- progress ---------------------------------------------------------------------------------
 @contextmanager
 def progress_reporter() -> Iterator[Any]:
-    """A callback for engine :class:`Progress` events: Rich bars on a TTY, sparse lines otherwise."""
+    """A callback for engine :class:`Progress` events: Rich bars on a TTY, else sparse lines."""
     if _state["quiet"]:
         yield lambda event: None
         return
     if err.is_terminal:
-        from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         from rich.progress import Progress as RichProgress
-        from rich.progress import TimeElapsedColumn, TimeRemainingColumn
 
         bars: dict[tuple[str, str | None], Any] = {}
         with RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),

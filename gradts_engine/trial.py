@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import mtl as _mtl
 from . import progress as _progress
 from .errors import ConfigError, UsageError
 from .mtl import MTLResult, MTLSettings, train_mtl
@@ -57,6 +58,7 @@ BOOTSTRAP_SAMPLES = 1000
 NOISE_LEVEL = 0.90
 
 TrainFn = Callable[..., MTLResult]
+_TRAIN_MTL = train_mtl
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,7 +513,8 @@ def run_trial(model: str, primary: TaskSpec, candidates: Sequence[TaskSpec], *, 
     t_start = time.perf_counter()
     run = run or RunSettings()
     trial = trial or TrialSettings()
-    train = train_fn or train_mtl
+    # the trainer is looked up at call time, so tests may patch mtl.train_mtl or this module's
+    train = train_fn or (train_mtl if train_mtl is not _TRAIN_MTL else _mtl.train_mtl)
     if trial.patience < 1:
         raise ConfigError(f"--patience must be at least 1, not {trial.patience}")
     if trial.seeds < 1:

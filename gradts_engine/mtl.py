@@ -218,7 +218,8 @@ def _task_batches(td: _TaskData, n_batches: int, batch_size: int, seed: int) -> 
 def _optimizer(model: Any, s: MTLSettings, total_steps: int) -> tuple[Any, Any]:
     import torch
 
-    decay, no_decay = [], []
+    decay: list[Any] = []
+    no_decay: list[Any] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue

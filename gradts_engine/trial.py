@@ -406,7 +406,7 @@ def _verdict(primary: TaskSpec, selected: TrialRecord, baseline: TrialRecord,
     pct = int(round(NOISE_LEVEL * 100))
     within = False
     reasons = []
-    if lo is not None and math.isfinite(lo) and lo <= 0.0 <= hi:
+    if lo is not None and hi is not None and math.isfinite(lo) and lo <= 0.0 <= hi:
         within = True
         reasons.append(f"the {pct}% bootstrap interval of the paired difference over {n} dev "
                        f"examples, [{lo:+.4f}, {hi:+.4f}], includes 0")

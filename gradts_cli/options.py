@@ -50,7 +50,7 @@ def complete_suite(incomplete: str) -> list[str]:
 
 # -- aliases ----------------------------------------------------------------------------------
 ModelOpt = Annotated[str | None, typer.Option(
-    "--model", "-m", help="Hugging Face model id or local directory (default: [run] model).",
+    "--model", "-m", help="Hugging Face model id or local directory (default: \\[run] model).",
     show_default=False)]
 RevisionOpt = Annotated[str | None, typer.Option(
     "--revision", help="Model revision (branch, tag or commit) on the Hub.", show_default=False)]

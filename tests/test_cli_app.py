@@ -94,3 +94,12 @@ def _complete(words: str, env_extra: dict[str, str] | None = None) -> list[str]:
 def test_command_names_complete() -> None:
     assert "cache" in _complete("gradts ca")
     assert "config" in _complete("gradts co")
+
+
+def test_config_section_names_survive_rich_markup() -> None:
+    """Help texts mention config sections like [run]; Rich must not swallow them as markup."""
+    from typer.testing import CliRunner
+
+    res = CliRunner().invoke(app_mod.app, ["probe", "--help"], env={"COLUMNS": "200"})
+    assert "[run] model" in res.output
+    assert "(default:  model)" not in res.output

@@ -84,7 +84,7 @@ def corr(
     instances: Annotated[bool, typer.Option(
         "--instances", help="Instance-level correlations with --primary (GradTS-fg).")] = False,
     bootstrap: Annotated[int | None, typer.Option(
-        "--bootstrap", min=0, help="Bootstrap resamples of the examples (default: [corr] "
+        "--bootstrap", min=0, help="Bootstrap resamples of the examples (default: \\[corr] "
         "bootstrap, 0 = none).", show_default=False)] = None,
     seed: SeedOpt = None,
     pvalues: Annotated[bool, typer.Option(

@@ -226,7 +226,7 @@ class EntryWriter:
             "spec": self.key.spec,
             "info": dict(info or {}),
             "versions": _versions(),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
             "write_seconds": round(time.time() - self.started, 3),
             "files": {n: {"sha256": sha256_file(self.tmp / n),
                           "bytes": (self.tmp / n).stat().st_size} for n in sorted(self.files)},

@@ -475,6 +475,13 @@ def _eval_plan(primary: TaskSpec, store: Store, holdout_fraction: float | None, 
     return select_idx, report, eval_spec, sizes
 
 
+def _device_name(run: RunSettings) -> str:
+    """Where the runs of this call trained (recorded for the cost ledger, not in keys)."""
+    from .models import resolve_device
+
+    return str(resolve_device(run.device))
+
+
 def _precision_name(run: RunSettings) -> str:
     import torch
 
@@ -700,7 +707,8 @@ def run_trial(model: str, primary: TaskSpec, candidates: Sequence[TaskSpec], *, 
         "model": ref.cache_id, "primary": primary.name, "candidates": [c.name for c in cands],
         "importance": [ctx.importance.get(t) for t in specs], "settings": trial_settings,
         "estimator": estimator, "method": method, "measure": measure})
-    summary = dataclasses.replace(summary, key=str(key))
+    summary = dataclasses.replace(summary, key=str(key),
+                                  settings={**trial_settings, "device": _device_name(run)})
     with store.lock(key), store.writer(key, info={
             "primary": primary.name, "model_name": ref.name, "selected": list(best.aux),
             "main_metric": main, "baseline": _jsonable(baseline.mean),

@@ -591,55 +591,79 @@ def fg_live(primary: str, main_metric: str) -> Iterator[Any]:
 
 
 def fg_report(res: Any) -> None:
-    """A GradTS-fg result: per cut the instances kept per auxiliary task and the score, against
-    the baseline and the trial's set; with several cuts, a chart of score against data kept."""
+    """A GradTS-fg result: the instances kept per auxiliary task and cut (with each task's tau
+    distribution), the score per cut against the baseline and the trial's set, and with several
+    cuts a chart of score against the fraction of auxiliary data kept."""
     n_seeds = len(res.seeds)
     main = res.main_metric
     seeds = f"seed {res.seeds[0]}" if n_seeds == 1 else f"{n_seeds} seeds: mean ± std"
     aux = " + ".join(res.aux) if res.aux else "none"
     print_text(Text(f"auxiliary set ({'from the trial' if res.aux_source == 'trial' else '--aux'})"
-                    f": {aux}; instances scored by {res.method} tau against {res.primary}'s "
-                    f"{res.estimator} matrix ({res.measure})", style="dim"))
+                    f": {aux}", style="dim"))
+    if res.aux:
+        dist = {d.task: d for d in res.taus}
+        k = Table(title=f"instances kept: {res.method} tau of each instance's matrix against "
+                        f"{res.primary}'s {res.estimator} matrix ({res.measure})",
+                  title_justify="left", header_style="bold")
+        k.add_column("auxiliary task", no_wrap=True)
+        for c in ("tau median", "q90", "max"):
+            k.add_column(c, justify="right", no_wrap=True)
+        for r in res.rows:
+            k.add_column(r.cut.label, justify="right", no_wrap=True)
+        for i, task in enumerate(res.aux):
+            d = dist.get(task)
+            stats = ([f"{d.median:+.2f}", f"{d.q90:+.2f}", f"{d.max:+.2f}"] if d is not None
+                     else ["–", "–", "–"])
+            counts = [f"{r.kept[i].kept}/{r.kept[i].total}" for r in res.rows]
+            k.add_row(task, *stats, *counts)
+        if len(res.aux) > 1:
+            k.add_row(Text("all", style="bold"), "", "", "",
+                      *[Text(f"{100 * r.fraction:.0f}%", style="bold") for r in res.rows])
+        out.print(k)
     t = Table(title=f"GradTS-fg: {res.primary} — {main} on dev at the best epoch ({seeds})",
               title_justify="left", header_style="bold")
-    t.add_column("cut", no_wrap=True)
-    t.add_column("kept per auxiliary task", overflow="fold", ratio=1)
-    t.add_column("kept", justify="right", no_wrap=True)
+    t.add_column("run", no_wrap=True)
+    t.add_column("aux data", justify="right", no_wrap=True)
     t.add_column(main, justify="right", no_wrap=True)
     t.add_column("vs alone", justify="right", no_wrap=True)
     if res.trial is not None:
         t.add_column("vs trial", justify="right", no_wrap=True)
-    t.add_column("cached")
+    t.add_column("cached", no_wrap=True)
     best = res.best
     for r in res.rows:
         is_best = best is not None and r is best and len(res.rows) > 1
         style = "bold green" if is_best else ""
-        kept = ", ".join(f"{k.task} {k.kept}/{k.total}" for k in r.kept) or "–"
+        label = ("→ " if is_best else "  ") + r.cut.label
         if r.primary_alone and res.aux:
-            kept += " (primary trained alone)"
+            label += " (alone)"
         cells: list[Any] = [
-            Text(("→ " if is_best else "  ") + r.cut.label, style=style), Text(kept),
-            f"{100 * r.fraction:.0f}%", Text(_score(r.mean, r.std, n_seeds), style=style),
+            Text(label, style=style), f"{100 * r.fraction:.0f}%",
+            Text(_score(r.mean, r.std, n_seeds), style=style),
             _delta(r.mean - res.baseline.mean)]
         if res.trial is not None:
             cells.append(_delta(r.mean - res.trial.mean))
         cells.append("yes" if r.all_cached else "no" if not any(r.cached)
                      else f"{sum(r.cached)}/{len(r.cached)}")
         t.add_row(*cells)
-    refs = [("baseline", "primary alone", "0%", res.baseline)]
+    refs = [("primary alone", "0%", res.baseline)]
     if res.trial is not None:
-        refs.append(("trial", res.trial.label, "100%", res.trial))
-    for name, label, frac, ref in refs:
-        cells = [Text("  " + name, style="dim"), Text(label, style="dim"), Text(frac, style="dim"),
+        refs.append(("trial set" + (" (all)" if res.trial.source == "ledger" else ""), "100%",
+                     res.trial))
+    for name, frac, ref in refs:
+        cells = [Text("  " + name, style="dim"), Text(frac, style="dim"),
                  Text(_score(ref.mean, ref.std, len(ref.scores)), style="dim"), ""]
         if res.trial is not None:
             cells.append("")
         cells.append(Text(ref.source, style="dim"))
         t.add_row(*cells)
     out.print(t)
+    if res.trial is not None:
+        print_text(Text(f"trial set: {res.trial.label}", style="dim"))
     if len(res.rows) > 1:
         fg_chart(res)
-    if best is not None and res.aux:
+    trained = [r for r in res.rows if not r.primary_alone]
+    if best is not None and res.aux and trained:
+        best = max(trained, key=lambda r: r.mean if math.isfinite(r.mean) else -math.inf)
         diff = best.mean - res.baseline.mean
         msg = (f"{'best cut' if len(res.rows) > 1 else 'cut'}: {best.cut.label} "
                f"({100 * best.fraction:.0f}% of the auxiliary data), {diff:+.4f} {main} over "
@@ -652,7 +676,8 @@ def fg_report(res: Any) -> None:
             msg += f"; {best.mean - res.trial.mean:+.4f} against the trial's set"
         print_text(Text(msg))
     for note in res.notes:
-        print_text(Text(note, style="dim"))
+        print_text(Text(note, style="yellow" if "kept no" in note or "kept any" in note
+                        else "dim"))
     runs = {k for r in res.rows for k in r.ledger} | set(res.baseline.ledger)
     info(f"[dim]{res.trained} run(s) trained, {max(0, len(runs) - res.trained)} reused from the "
          f"cache, in {_duration(res.seconds)}; model {res.model_name}; result: {res.key}[/dim]")

@@ -177,6 +177,28 @@ class AuxKept:
         return self.kept / self.total if self.total else 0.0
 
 
+@dataclass(frozen=True)
+class TauSummary:
+    """The distribution of one auxiliary task's instance taus (to choose a threshold by)."""
+
+    task: str
+    n: int
+    n_nan: int
+    mean: float
+    median: float
+    q90: float
+    max: float
+
+    @classmethod
+    def of(cls, task: str, tau: np.ndarray) -> TauSummary:
+        t = np.asarray(tau, dtype=np.float64)
+        f = t[~np.isnan(t)]
+        if not f.size:
+            return cls(task, int(t.size), int(t.size), math.nan, math.nan, math.nan, math.nan)
+        return cls(task, int(t.size), int(t.size - f.size), float(f.mean()),
+                   float(np.median(f)), float(np.quantile(f, 0.9)), float(f.max()))
+
+
 def probe_identity(entry: Entry) -> dict[str, str]:
     """A probe entry's identity for keys: its path and a digest of its files' checksums.
 
@@ -317,6 +339,7 @@ class FgResult:
     timings: Mapping[str, float] = field(default_factory=dict)
     key: str = ""
     created: str = ""
+    taus: tuple[TauSummary, ...] = ()   # per auxiliary task: its instance taus
 
     @property
     def best(self) -> FgRow | None:
@@ -391,7 +414,12 @@ def result_from_json(d: Mapping[str, Any]) -> FgResult:
         trial=_ref_from(d["trial"]) if d.get("trial") else None, trained=int(d["trained"]),
         seconds=float(d["seconds"]), notes=tuple(d.get("notes", ())),
         timings={k: float(v) for k, v in d.get("timings", {}).items()}, key=d.get("key", ""),
-        created=d.get("created", ""))
+        created=d.get("created", ""), taus=tuple(_tau_from(t) for t in d.get("taus", ())))
+
+
+def _tau_from(d: Mapping[str, Any]) -> TauSummary:
+    return TauSummary(d["task"], int(d["n"]), int(d["n_nan"]), _num(d["mean"]),
+                      _num(d["median"]), _num(d["q90"]), _num(d["max"]))
 
 
 def load_fg_result(store: Store, model: str, primary: str) -> FgResult | None:
@@ -536,8 +564,12 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
 
     # 2. importance results: the primary's task matrix, every auxiliary task's instances
     t0 = time.perf_counter()
-    p_res = _load_probe(store, model, primary, measure)
-    a_res = [_load_probe(store, model, a, measure) for a in aux]
+    p_res, p_current = _load_probe(store, model, primary, measure, strict=False)
+    if not p_current:
+        notes.append(f"'{primary.name}' was probed on other data than it has now (its data "
+                     f"fingerprint changed): its task matrix may be stale; rerun gradts probe "
+                     f"--model {model} --task {primary.name} --force")
+    a_res = [_load_probe(store, model, a, measure, strict=True)[0] for a in aux]
     check_comparable([p_res, *a_res])
     for r in a_res:
         if not r.has_instances:
@@ -675,14 +707,17 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
         return train_sizes[name]
 
     rows: list[FgRow] = []
+    tau_dist: list[TauSummary] = []
     for ci, cut in enumerate(cuts):
         _progress.emit(progress, "fg-cut", task=primary.name, done=ci, total=len(cuts),
                        message=cut.label)
         skey = selection_key(store, model_id=ref.cache_id, model_name=ref.name,
                              primary=p_res, aux=a_res, estimator=estimator, method=method,
                              cut=cut)
-        kept_idx, kept_info, sel_cached = _selection(store, skey, cut, a_res, taus_of, force,
-                                                     primary.name, ref.name)
+        kept_idx, kept_info, dist, sel_cached = _selection(store, skey, cut, a_res, taus_of,
+                                                           force, primary.name, ref.name)
+        if dist and not tau_dist:
+            tau_dist.extend(dist)
         subsets = {t: kept_idx[t] for t in aux_names if kept_idx[t].size}
         trained_aux = tuple(t for t in aux_names if t in subsets)
         # a task kept whole needs no subset: the run is then the trial's own run of that set
@@ -697,9 +732,6 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
                      for t in trained_aux) + f" ({cut.label})")
         if alone:
             runs_, cached_, keys_ = b_runs, list(b_cached), list(b_keys)
-            if aux_names:
-                notes.append(f"{cut.label} keeps no auxiliary instance: the primary was trained "
-                             "alone (the baseline)")
         else:
             t1 = time.perf_counter()
             runs_, cached_, keys_ = train_runs(label, trained_aux, subsets, retrain=force)
@@ -728,6 +760,9 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
                                                    "kept": rows[-1].fraction})
     if not aux_names and aux_source == "--aux":
         notes.append("no auxiliary task left after removing the primary from --aux")
+    empty = [r.cut.label for r in rows if r.primary_alone]
+    if aux_names and empty:
+        notes.append(_keep_nothing_note(empty, len(rows), tau_dist, estimator))
 
     result = FgResult(
         primary=primary.name, model=ref.cache_id, model_name=ref.name,
@@ -737,7 +772,8 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
         rows=tuple(rows), baseline=baseline, trial=trial_ref, trained=counters["trained"],
         seconds=time.perf_counter() - t_start, notes=tuple(dict.fromkeys(notes)),
         timings={k: round(v, 3) for k, v in timings.items()},
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        taus=tuple(tau_dist))
     key = store.key(SUMMARY_KIND, [safe_component(ref.name), primary.name], {
         "model": ref.cache_id, "primary": primary.name, "aux": list(aux_names),
         "cuts": [c.spec() for c in cuts], "selections": [r.selection_key for r in rows],
@@ -754,36 +790,64 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
     return result
 
 
-def _load_probe(store: Store, model: str, spec: TaskSpec, measure: str) -> ImportanceResult:
-    """The task's newest probe, checked to be of the task's current data (indices must fit)."""
+def _keep_nothing_note(labels: Sequence[str], n_rows: int, dist: Sequence[TauSummary],
+                       estimator: str) -> str:
+    """Say which cuts kept nothing, why (the highest instance tau) and what to try instead."""
+    if len(labels) == n_rows and n_rows > 1:
+        msg = "no cut kept any auxiliary instance"
+    else:
+        msg = f"{', '.join(labels)} kept no auxiliary instance"
+    msg += ": the primary was trained alone (the baseline)"
+    tops = [t for t in dist if math.isfinite(t.max)]
+    if tops:
+        hi = max(tops, key=lambda t: t.max)
+        med = max(tops, key=lambda t: t.median)
+        msg += (f". The highest instance tau against the primary's {estimator} matrix is "
+                f"{hi.max:.2f} ({hi.task}; the highest median {med.median:.2f}, {med.task}): "
+                f"try lower thresholds, e.g. --sweep "
+                + ",".join(f"{v:.2f}" for v in sorted({round(med.median, 2),
+                                                       round(med.q90, 2)}))
+                + ", or --keep-fraction 0.25")
+    return msg
+
+
+def _load_probe(store: Store, model: str, spec: TaskSpec, measure: str, *,
+                strict: bool) -> tuple[ImportanceResult, bool]:
+    """The task's newest probe (preferring one of the task's current data) and whether its
+    data is current. ``strict``: other data is an error (an auxiliary task's instance indices
+    must fit its train split; the primary's task matrix is only stale)."""
     from .data import data_fingerprint
     from .results import load_result
 
     fp = data_fingerprint(spec, store=store)
     r = load_result(store, model, spec.name, measure, data_fingerprint=fp)
-    if r.entry.spec.get("data") != fp:
+    current = r.entry.spec.get("data") == fp
+    if strict and not current:
         raise MissingResultError(
             f"task '{spec.name}' was probed with model {model} on other data than it has now "
             "(its data fingerprint changed), so its instance indices do not fit",
             hint=f"run: gradts probe --model {model} --task {spec.name} --force", task=spec.name)
-    return r
+    return r, current
 
 
 def _selection(store: Store, key: Key, cut: Cut, a_res: Sequence[ImportanceResult],
                taus_of: Any, force: bool, primary: str, model_name: str
-               ) -> tuple[dict[str, np.ndarray], list[AuxKept], bool]:
-    """One cut's kept indices per auxiliary task: read from the store, or computed and stored."""
+               ) -> tuple[dict[str, np.ndarray], list[AuxKept], list[TauSummary], bool]:
+    """One cut's kept indices per auxiliary task (and the tau distributions they came from):
+    read from the store, or computed and stored."""
     with store.lock(key):
         if store.exists(key) and not force:
             entry = store.entry(key, verify=True)
             kept = load_selection(store, entry)
             info = [AuxKept(k["task"], int(k["kept"]), int(k["total"]), int(k.get("n_nan", 0)),
                             _num(k.get("min_tau"))) for k in entry.info.get("kept", [])]
+            dist = [_tau_from(t) for t in entry.info.get("taus", [])]
             if [k.task for k in info] == [r.task for r in a_res] and set(kept) == {
                     r.task for r in a_res}:
-                return kept, info, True
+                return kept, info, dist, True
         kept = {}
         info = []
+        dist = []
         for r in a_res:
             index, tau = taus_of(r)
             k = select_instances(index, tau, cut)
@@ -791,13 +855,15 @@ def _selection(store: Store, key: Key, cut: Cut, a_res: Sequence[ImportanceResul
             ktau = tau[np.isin(index, k)]
             info.append(AuxKept(r.task, int(k.size), int(index.size), int(np.isnan(tau).sum()),
                                 float(ktau.min()) if ktau.size else math.nan))
+            dist.append(TauSummary.of(r.task, tau))
         with store.writer(key, info={
                 "primary": primary, "model_name": model_name, "cut": cut.spec(),
-                "kept": [_jsonable(dataclasses.asdict(k)) for k in info]}) as w:
+                "kept": [_jsonable(dataclasses.asdict(k)) for k in info],
+                "taus": [_jsonable(dataclasses.asdict(t)) for t in dist]}) as w:
             w.save_arrays("selection", {t: np.asarray(v, dtype=np.int64)
                                         for t, v in kept.items()} or
                           {"_empty": np.zeros(0, np.int64)})
-        return kept, info, False
+        return kept, info, dist, False
 
 
 def iter_rows(result: FgResult) -> Iterator[FgRow]:

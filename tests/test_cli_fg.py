@@ -76,7 +76,7 @@ def test_table_chart_and_keep_nothing_message(model_dir, fake, capsys) -> None:
     cap = capsys.readouterr()
     assert "GradTS-fg" in cap.out and "primary alone" in cap.out and "tau ≥ 0.2" in cap.out
     assert "against auxiliary data kept" in cap.out and "█" in cap.out       # the chart
-    assert "keeps no auxiliary instance" in cap.out
+    assert "tau ≥ 1 kept no auxiliary instance" in cap.out
     assert f"{AUX[0]} " in cap.out and "/40" in cap.out
 
 

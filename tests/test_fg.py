@@ -54,12 +54,14 @@ def model_dir(tmp_path):
 
 
 def write_probe(store: Store, model: str, spec, during: np.ndarray, R: np.ndarray | None,
-                *, chunk: int = 16, settings: dict | None = None) -> None:
+                *, chunk: int = 16, settings: dict | None = None, data_fp: str | None = None
+                ) -> None:
     """A probe entry as gradts_engine/results.py documents it (task + instance chunks)."""
     during = np.asarray(during, np.float64)
     key = results.probe_key(store, model_cache_id=resolve_model(model).cache_id,
                             model_name=model, task=spec.name, task_fingerprint=spec.fingerprint(),
-                            data_fingerprint=data_fingerprint(spec, store=store), measure="gate",
+                            data_fingerprint=data_fp or data_fingerprint(spec, store=store),
+                            measure="gate",
                             settings=settings or {"epochs": 1})
     chunks = []
     with store.writer(key) as w:
@@ -155,6 +157,12 @@ def test_selection_matches_direct_scipy_computation(reg, store_root, model_dir) 
         assert got.dtype == np.int64 and np.array_equal(got, want)
         # the trainer received exactly these indices
         assert np.array_equal(np.sort(fake.calls[-1]["subsets"][t]), want)
+        # the tau distribution reported beside the selection
+        d = next(d for d in res.taus if d.task == t)
+        assert (d.n, d.n_nan) == (SIZES["train"], 0)
+        assert d.max == pytest.approx(tau.max(), abs=1e-6)
+        assert d.median == pytest.approx(np.median(tau), abs=1e-6)
+        assert d.q90 == pytest.approx(np.quantile(tau, 0.9), abs=1e-6)
 
 
 def _key_of(store: Store, key_path: str):
@@ -229,6 +237,7 @@ def test_sweep_one_row_per_threshold_and_resume(reg, store_root, model_dir) -> N
     again = go(reg, store, model_dir, fake, thresholds=sweep)
     assert again.trained == 0 and len(fake.calls) == res.trained
     assert all(r.all_cached and r.selection_cached for r in again.rows)
+    assert again.taus == res.taus and len(res.taus) == len(AUX)
     assert [r.mean for r in again.rows] == [r.mean for r in res.rows]
     assert again.baseline.source == "ledger"
     # --force recomputes the selections and retrains the fg runs (not the baseline)
@@ -256,7 +265,11 @@ def test_keep_nothing_trains_primary_alone(reg, store_root, model_dir) -> None:
     assert row.primary_alone and row.trained_aux == () and row.kept_total == 0
     assert [c["aux"] for c in fake.calls] == [()]          # the baseline only
     assert row.mean == res.baseline.mean and row.ledger == res.baseline.ledger
-    assert any("keeps no auxiliary instance" in n and "alone" in n for n in res.notes)
+    (note,) = [n for n in res.notes if "kept no auxiliary instance" in n]
+    assert "tau ≥ 1" in note and "trained alone" in note
+    # the note says how high the taus go and what to try instead
+    top = max(res.taus, key=lambda t: t.max)
+    assert f"{top.max:.2f} ({top.task}" in note and "--keep-fraction" in note
 
 
 def test_keep_all_is_the_trials_run(reg, store_root, model_dir) -> None:
@@ -335,6 +348,29 @@ def test_unprobed_aux(reg, store_root, model_dir) -> None:
     with pytest.raises(MissingResultError) as e:
         go(reg, store, model_dir, FakeTrainer(), aux=["topic_home"])
     assert "gradts probe" in e.value.hint and "topic_home" in e.value.hint
+
+
+def test_probe_of_other_data(reg, store_root, model_dir) -> None:
+    """Aux instance indices must fit the current train split; a stale primary is a note."""
+    store = Store(store_root)
+    planted = probe_suite(store, model_dir, reg)
+    fresh = go(reg, store, model_dir, FakeTrainer(), thresholds=[0.3])
+    assert not any("stale" in n for n in fresh.notes)
+    write_probe(Store(store_root), model_dir, reg.get(AUX[0]), planted["base"], planted[AUX[0]],
+                settings={"epochs": 2}, data_fp="older-data")
+    for e in store.entries("probe"):   # keep only the probe of other data for AUX[0]
+        if e.info["task_name"] == AUX[0] and e.spec["data"] != "older-data":
+            store.remove(store.key("probe", e.meta["names"], e.spec))
+    with pytest.raises(MissingResultError) as err:
+        go(reg, store, model_dir, FakeTrainer(), thresholds=[0.3])
+    assert "other data" in err.value.message and "--force" in err.value.hint
+    write_probe(store, model_dir, reg.get(PRIMARY), planted["base"], None,
+                settings={"epochs": 2}, data_fp="older-data")
+    for e in store.entries("probe"):
+        if e.info["task_name"] == PRIMARY and e.spec["data"] != "older-data":
+            store.remove(store.key("probe", e.meta["names"], e.spec))
+    res = go(reg, store, model_dir, FakeTrainer(), aux=AUX[1:], thresholds=[0.3])
+    assert any("may be stale" in n and PRIMARY in n for n in res.notes)
 
 
 # -- real training on a tiny model -------------------------------------------------------------

@@ -630,8 +630,9 @@ def fg_report(res: Any) -> None:
         t.add_column("vs trial", justify="right", no_wrap=True)
     t.add_column("cached", no_wrap=True)
     best = res.best
+    any_trained = any(not r.primary_alone for r in res.rows)
     for r in res.rows:
-        is_best = best is not None and r is best and len(res.rows) > 1
+        is_best = best is not None and r is best and len(res.rows) > 1 and any_trained
         style = "bold green" if is_best else ""
         label = ("→ " if is_best else "  ") + r.cut.label
         if r.primary_alone and res.aux:

@@ -1,0 +1,55 @@
+"""`gradts cache list / verify / rm` and `gradts config` through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from gradts_cli.app import main
+from gradts_engine.store import Store
+
+
+def _entry(root: Path) -> Path:
+    st = Store(root)
+    key = st.key("probe", ["m", "t"], {"x": 1})
+    with st.writer(key) as w:
+        w.save_arrays("task", {"m": np.ones((2, 2), np.float32)})
+    return st.path(key)
+
+
+def test_list_verify_rm(capsys) -> None:
+    root = Path(os.environ["GRADTS_HOME"])
+    path = _entry(root)
+    assert main(["cache", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [e["key"] for e in listed["entries"]] == [path.relative_to(root).as_posix()]
+    assert main(["cache", "verify", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"checked": 1, "damaged": []}
+    (path / "task.safetensors").write_bytes(b"garbage")
+    assert main(["cache", "verify"]) == 10
+    err = capsys.readouterr().err
+    assert "task.safetensors" in err and "1 damaged" in err
+    assert main(["cache", "rm", str(path.relative_to(root))]) == 0
+    assert not path.exists()
+
+
+def test_rm_refuses_paths_outside_the_store(tmp_path: Path, capsys) -> None:
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    assert main(["cache", "rm", str(outside)]) == 10
+    assert outside.exists()
+    assert "not inside the store" in capsys.readouterr().err
+
+
+def test_config_shows_sources(tmp_path: Path, monkeypatch, capsys) -> None:
+    cfg = tmp_path / "g.toml"
+    cfg.write_text("[probe]\nepochs = 2\n")
+    monkeypatch.setenv("GRADTS_TRIAL_PATIENCE", "3")
+    assert main(["--config", str(cfg), "config", "--json"]) == 0
+    rows = {r["key"]: r for r in json.loads(capsys.readouterr().out)["settings"]}
+    assert rows["probe.epochs"] == {"key": "probe.epochs", "value": 2, "source": str(cfg)}
+    assert rows["trial.patience"]["source"] == "env GRADTS_TRIAL_PATIENCE"
+    assert rows["corr.method"]["source"] == "default"

@@ -103,3 +103,22 @@ def test_config_section_names_survive_rich_markup() -> None:
     res = CliRunner().invoke(app_mod.app, ["probe", "--help"], env={"COLUMNS": "200"})
     assert "[run] model" in res.output
     assert "(default:  model)" not in res.output
+
+
+def test_task_and_suite_names_complete_from_the_registry_without_torch() -> None:
+    assert _complete("gradts probe --task neg_") == ["neg_movie", "neg_product"]
+    assert _complete("gradts corr --tasks neg_movie,agree") == ["neg_movie,agree_pp",
+                                                                 "neg_movie,agree_rc"]
+    assert _complete("gradts data show match") == ["match_person", "match_city"]
+    assert "demo" in _complete("gradts probe --suite d")
+    probe = ("import sys, os; os.environ.update(_GRADTS_COMPLETE='complete_bash', "
+             "COMP_WORDS='gradts probe --task neg_', COMP_CWORD='3'); "
+             "from gradts_cli.app import main\n"
+             "try:\n    main([])\nexcept SystemExit:\n    pass\n"
+             "print('HEAVY', [m for m in ('torch', 'transformers', 'datasets') "
+             "if m in sys.modules],"
+             " file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60, env={**os.environ})
+    assert out.stdout.split() == ["neg_movie", "neg_product"]  # completion really ran
+    assert "HEAVY []" in out.stderr, out.stderr[-500:]

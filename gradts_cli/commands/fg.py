@@ -80,7 +80,7 @@ def fg(
         "`gradts trial` for the primary).", autocompletion=complete_task_list,
         show_default=False)] = None,
     threshold: Annotated[float | None, typer.Option(
-        "--threshold", help="Keep instances with tau ≥ this (default: [fg] threshold, 0.62).",
+        "--threshold", help="Keep instances with tau ≥ this (default: \\[fg] threshold, 0.62).",
         show_default=False)] = None,
     keep_fraction: Annotated[str | None, typer.Option(
         "--keep-fraction", help="Keep each auxiliary task's top fraction of instances by tau "
@@ -89,7 +89,7 @@ def fg(
         "--sweep", help="Several thresholds in one command, e.g. 0.4,0.5,0.62,0.7.",
         show_default=False)] = None,
     estimator: Annotated[str | None, typer.Option(
-        "--estimator", help="The primary's task matrix: during (default: [corr] estimator) or "
+        "--estimator", help="The primary's task matrix: during (default: \\[corr] estimator) or "
         "after.", show_default=False)] = None,
     method: Annotated[str | None, typer.Option(
         "--method", help="Correlation: kendall (default), spearman or pearson.",
@@ -102,7 +102,7 @@ def fg(
     seed: SeedOpt = None,
     seeds: Annotated[int | None, typer.Option(
         "--seeds", min=1, help="Train every run with this many seeds (seed, seed+1, ...) and "
-        "report means (default: [trial] seeds).", show_default=False)] = None,
+        "report means (default: \\[trial] seeds).", show_default=False)] = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
     revision: RevisionOpt = None,

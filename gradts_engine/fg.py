@@ -44,7 +44,7 @@ import dataclasses
 import hashlib
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -865,7 +865,3 @@ def _selection(store: Store, key: Key, cut: Cut, a_res: Sequence[ImportanceResul
                           {"_empty": np.zeros(0, np.int64)})
         return kept, info, dist, False
 
-
-def iter_rows(result: FgResult) -> Iterator[FgRow]:
-    """Rows in order of the fraction of auxiliary data kept (for charts)."""
-    yield from sorted(result.rows, key=lambda r: (r.fraction, r.cut.value))

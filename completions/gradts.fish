@@ -1,0 +1,1 @@
+complete --command gradts --no-files --arguments "(env _GRADTS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) gradts)" --condition "env _GRADTS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) gradts"

@@ -63,21 +63,9 @@ def error_line(message: str, hint: str | None = None) -> None:
 
 # -- data -------------------------------------------------------------------------------------
 def _jsonable(obj: Any) -> Any:
-    import dataclasses
+    from gradts_engine.serialize import to_jsonable
 
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float):
-        return None if math.isnan(obj) or math.isinf(obj) else obj
-    if hasattr(obj, "tolist"):
-        return _jsonable(obj.tolist())
-    if hasattr(obj, "__fspath__"):
-        return str(obj)
-    return obj
+    return to_jsonable(obj)
 
 
 def print_json(obj: Any) -> None:

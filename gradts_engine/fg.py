@@ -57,6 +57,7 @@ from .errors import (
     UsageError,
     did_you_mean,
 )
+from .serialize import to_jsonable
 from .store import Store, canonical_json, safe_component
 
 if TYPE_CHECKING:
@@ -348,31 +349,17 @@ class FgResult:
         return max(ok, key=lambda r: r.mean) if ok else None
 
     def to_json(self) -> dict[str, Any]:
-        d = _jsonable(self)
+        d = to_jsonable(self)
         for row, rd in zip(self.rows, d["rows"], strict=True):
             rd.update(kept_total=row.kept_total, total=row.total, fraction=row.fraction,
                       label=row.cut.label,
-                      delta_baseline=_jsonable(row.mean - self.baseline.mean),
-                      delta_trial=_jsonable(row.mean - self.trial.mean) if self.trial else None)
+                      delta_baseline=to_jsonable(row.mean - self.baseline.mean),
+                      delta_trial=to_jsonable(row.mean - self.trial.mean) if self.trial else None)
             for k, kd in zip(row.kept, rd["kept"], strict=True):
                 kd["fraction"] = k.fraction
         best = self.best
         d["best"] = None if best is None else best.cut.label
         return d
-
-
-def _jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    if isinstance(obj, float):
-        return None if not math.isfinite(obj) else obj
-    return obj
 
 
 def _num(v: Any) -> float:
@@ -424,21 +411,10 @@ def _tau_from(d: Mapping[str, Any]) -> TauSummary:
 
 def load_fg_result(store: Store, model: str, primary: str) -> FgResult | None:
     """The newest stored GradTS-fg result of ``primary`` with ``model`` (id or path), or None."""
-    from .results import model_lookup_id
+    from .results import newest_entry
 
-    want = model_lookup_id(model)
-    found = []
-    for e in store.entries(SUMMARY_KIND):
-        if e.info.get("primary") != primary:
-            continue
-        stored = str(e.spec.get("model", ""))
-        if stored == want or stored.startswith(want + "@") or e.info.get("model_name") == model:
-            found.append(e)
-    if not found:
-        return None
-    newest = max(found, key=lambda e: str(e.meta.get("created", "")))
-    store.verify_path(newest.path, newest.meta)
-    return result_from_json(store.load_json(newest, "result"))
+    newest = newest_entry(store, SUMMARY_KIND, model, primary=primary)
+    return None if newest is None else result_from_json(store.load_json(newest, "result"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -783,9 +759,9 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
     best = result.best
     with store.lock(key), store.writer(key, info={
             "primary": primary.name, "model_name": ref.name, "aux": list(aux_names),
-            "main_metric": primary.main_metric, "baseline": _jsonable(baseline.mean),
+            "main_metric": primary.main_metric, "baseline": to_jsonable(baseline.mean),
             "best": None if best is None else best.cut.label,
-            "best_score": None if best is None else _jsonable(best.mean)}) as w:
+            "best_score": None if best is None else to_jsonable(best.mean)}) as w:
         w.save_json("result", result.to_json())
     return result
 
@@ -858,8 +834,8 @@ def _selection(store: Store, key: Key, cut: Cut, a_res: Sequence[ImportanceResul
             dist.append(TauSummary.of(r.task, tau))
         with store.writer(key, info={
                 "primary": primary, "model_name": model_name, "cut": cut.spec(),
-                "kept": [_jsonable(dataclasses.asdict(k)) for k in info],
-                "taus": [_jsonable(dataclasses.asdict(t)) for t in dist]}) as w:
+                "kept": [to_jsonable(dataclasses.asdict(k)) for k in info],
+                "taus": [to_jsonable(dataclasses.asdict(t)) for t in dist]}) as w:
             w.save_arrays("selection", {t: np.asarray(v, dtype=np.int64)
                                         for t, v in kept.items()} or
                           {"_empty": np.zeros(0, np.int64)})

@@ -13,9 +13,10 @@ cache, with its progress bars); ``trust_remote_code`` is used only when the user
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,6 +186,24 @@ def resolve_precision(precision: str | None, device: torch.device) -> torch.dtyp
     raise DeviceError(f"unknown precision {precision!r}", hint="use auto, fp32, bf16 or fp16")
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Load weights without transformers' progress bars and load reports (the engine never
+    prints; failures still raise)."""
+    from transformers.utils import logging as tlog
+
+    level = tlog.get_verbosity()
+    bars = tlog.is_progress_bar_enabled()
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(level)
+        if bars:
+            tlog.enable_progress_bar()
+
+
 def _make_head(hidden: int, n_out: int, dropout: float, seed: int) -> Any:
     import torch
     from torch import nn
@@ -252,11 +271,12 @@ def build_task_model(ref: ModelRef, heads: Mapping[str, int], *, seed: int,
         raise UnsupportedArchitectureError(
             f"model {ref.name} is a {config.model_type!r} model, which gradts cannot gate",
             hint=f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+    extra = {"add_pooling_layer": False} if config.model_type in (
+        "bert", "roberta", "xlm-roberta") else {}
     try:
-        encoder = AutoModel.from_pretrained(ref.path, trust_remote_code=ref.trust_remote_code,
-                                            add_pooling_layer=False) \
-            if config.model_type in ("bert", "roberta", "xlm-roberta") else \
-            AutoModel.from_pretrained(ref.path, trust_remote_code=ref.trust_remote_code)
+        with quiet_transformers():
+            encoder = AutoModel.from_pretrained(
+                ref.path, trust_remote_code=ref.trust_remote_code, **extra)
     except (OSError, ValueError) as e:
         raise ModelError(f"model {ref.name} cannot be loaded: {e}".splitlines()[0]) from e
     if dropout is None:

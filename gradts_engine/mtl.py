@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -342,9 +342,7 @@ def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] 
         report_sets[name] = enc if idx is None else take(enc, np.asarray(idx, dtype=np.int64))
 
     torch.manual_seed(seed)
-    with _quiet_transformers():
-        net = build_task_model(ref, {t: td.spec.num_outputs for t, td in tasks.items()},
-                               seed=seed)
+    net = build_task_model(ref, {t: td.spec.num_outputs for t, td in tasks.items()}, seed=seed)
     net.to(device)
     net.train()
     pad_id = int(tokenizer.pad_token_id)
@@ -454,23 +452,6 @@ def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] 
         dev_predictions=best[3], dev_labels=np.asarray(eval_enc.labels), dev_index=dev_index,
         eval_split=eval_split, report_metrics=report_metrics, train_sizes=sizes,
         examples_seen=seen_total)
-
-
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Load weights without transformers' progress bars and load reports (we never print)."""
-    from transformers.utils import logging as tlog
-
-    level = tlog.get_verbosity()
-    bars = tlog.is_progress_bar_enabled()
-    tlog.set_verbosity_error()
-    tlog.disable_progress_bar()
-    try:
-        yield
-    finally:
-        tlog.set_verbosity(level)
-        if bars:
-            tlog.enable_progress_bar()
 
 
 def _collate(encoded: Encoded, idx: np.ndarray, pad_id: int) -> dict[str, Any]:

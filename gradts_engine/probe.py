@@ -315,30 +315,12 @@ def _single_task_module(task_model: Any, task: str) -> Any:
     return SingleTask()
 
 
-@contextlib.contextmanager
-def _quiet_transformers() -> Any:
-    """Loading weights without transformers' progress bars and load reports (we never print)."""
-    from transformers.utils import logging as tlog
-
-    level = tlog.get_verbosity()
-    bars = tlog.is_progress_bar_enabled()
-    tlog.set_verbosity_error()
-    tlog.disable_progress_bar()
-    try:
-        yield
-    finally:
-        tlog.set_verbosity(level)
-        if bars:
-            tlog.enable_progress_bar()
-
-
 def build_probe_model(ctx: _Ctx, spec: TaskSpec) -> tuple[Any, Any]:
     """The pretrained encoder plus a fresh seeded head for ``spec``, on the device; its layout."""
     from . import heads, models
 
-    with _quiet_transformers():
-        task_model = models.build_task_model(ctx.ref, {spec.name: spec.num_outputs},
-                                             seed=ctx.run.seed)
+    task_model = models.build_task_model(ctx.ref, {spec.name: spec.num_outputs},
+                                         seed=ctx.run.seed)
     net = _single_task_module(task_model, spec.name).to(ctx.device)
     return net, heads.head_layout(net)
 

@@ -40,10 +40,23 @@ def model_lookup_id(model: str) -> str:
     return model
 
 
-def _model_matches(entry: Entry, model: str) -> bool:
+def model_matches(entry: Entry, model: str) -> bool:
+    """Whether a stored entry was computed with ``model`` (a local path, or a Hub id at any
+    commit), read from its key's ``model`` and its ``model_name``."""
     want = model_lookup_id(model)
     stored = str(entry.spec.get("model", ""))
     return stored == want or stored.startswith(want + "@") or entry.info.get("model_name") == model
+
+
+def newest_entry(store: Store, kind: str, model: str, **info: Any) -> Entry | None:
+    """The newest verified entry of ``kind`` for ``model`` whose ``info`` has these values."""
+    found = [e for e in store.entries(kind) if model_matches(e, model)
+             and all(e.info.get(k) == v for k, v in info.items())]
+    if not found:
+        return None
+    newest = max(found, key=lambda e: str(e.meta.get("created", "")))
+    store.verify_path(newest.path, newest.meta)
+    return newest
 
 
 def probe_key(store: Store, *, model_cache_id: str, model_name: str, task: str,
@@ -128,7 +141,7 @@ def find_results(store: Store, model: str | None = None, measure: str | None = N
     """Probe entries matching a model (id or path), measure and task; newest first."""
     out = []
     for e in store.entries(KIND):
-        if model is not None and not _model_matches(e, model):
+        if model is not None and not model_matches(e, model):
             continue
         if measure is not None and e.spec.get("measure") != measure:
             continue

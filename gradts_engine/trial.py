@@ -44,6 +44,7 @@ from . import mtl as _mtl
 from . import progress as _progress
 from .errors import ConfigError, UsageError
 from .mtl import MTLResult, MTLSettings, train_mtl
+from .serialize import to_jsonable
 from .store import Store, safe_component
 
 if TYPE_CHECKING:
@@ -160,21 +161,7 @@ class TrialSummary:
     notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable(self)
-
-
-def _jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float):
-        return None if not math.isfinite(obj) else obj
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    return obj
+        return to_jsonable(self)
 
 
 def _num(v: Any) -> float:
@@ -218,7 +205,7 @@ def summary_from_json(d: Mapping[str, Any]) -> TrialSummary:
 
 
 def _mtl_to_json(r: MTLResult) -> dict[str, Any]:
-    d = _jsonable({f.name: getattr(r, f.name) for f in dataclasses.fields(r)
+    d = to_jsonable({f.name: getattr(r, f.name) for f in dataclasses.fields(r)
                    if f.name not in ("dev_predictions", "dev_labels", "dev_index")})
     return d
 
@@ -279,7 +266,7 @@ def run_key(store: Store, ctx: _Context, aux: Sequence[str], seed: int) -> Any:
 def _write_run(store: Store, key: Any, ctx: _Context, r: MTLResult) -> None:
     info = {"primary": r.primary, "aux": list(r.aux), "seed": r.seed,
             "model_name": ctx.model_name, "main_metric": r.main_metric,
-            "score": _jsonable(r.score), "best_epoch": r.best_epoch,
+            "score": to_jsonable(r.score), "best_epoch": r.best_epoch,
             "seconds": round(r.seconds, 3)}
     with store.writer(key, info=info) as w:
         w.save_json("result", _mtl_to_json(r))
@@ -711,26 +698,15 @@ def run_trial(model: str, primary: TaskSpec, candidates: Sequence[TaskSpec], *, 
                                   settings={**trial_settings, "device": _device_name(run)})
     with store.lock(key), store.writer(key, info={
             "primary": primary.name, "model_name": ref.name, "selected": list(best.aux),
-            "main_metric": main, "baseline": _jsonable(baseline.mean),
-            "selected_score": _jsonable(best.mean)}) as w:
+            "main_metric": main, "baseline": to_jsonable(baseline.mean),
+            "selected_score": to_jsonable(best.mean)}) as w:
         w.save_json("summary", summary.to_json())
     return summary
 
 
 def load_trial_summary(store: Store, model: str, primary: str) -> TrialSummary | None:
     """The newest stored trial summary of ``primary`` with ``model`` (id or path), or None."""
-    from .results import model_lookup_id
+    from .results import newest_entry
 
-    want = model_lookup_id(model)
-    found = []
-    for e in store.entries(SUMMARY_KIND):
-        if e.info.get("primary") != primary:
-            continue
-        stored = str(e.spec.get("model", ""))
-        if stored == want or stored.startswith(want + "@") or e.info.get("model_name") == model:
-            found.append(e)
-    if not found:
-        return None
-    newest = max(found, key=lambda e: str(e.meta.get("created", "")))
-    store.verify_path(newest.path, newest.meta)
-    return summary_from_json(store.load_json(newest, "summary"))
+    newest = newest_entry(store, SUMMARY_KIND, model, primary=primary)
+    return None if newest is None else summary_from_json(store.load_json(newest, "summary"))

@@ -57,6 +57,7 @@ from .errors import (
     UsageError,
     did_you_mean,
 )
+from .metrics import mean_metrics, seed_mean, seed_std
 from .serialize import to_jsonable
 from .store import Store, canonical_json, safe_component
 
@@ -421,21 +422,6 @@ def load_fg_result(store: Store, model: str, primary: str) -> FgResult | None:
 # helpers
 
 
-def _std(xs: Sequence[float]) -> float:
-    a = np.asarray([x for x in xs if math.isfinite(x)], dtype=np.float64)
-    return float(a.std(ddof=1)) if a.size > 1 else 0.0
-
-
-def _mean(xs: Sequence[float]) -> float:
-    a = np.asarray(xs, dtype=np.float64)
-    return float(a.mean()) if a.size and np.isfinite(a).all() else math.nan
-
-
-def _mean_metrics(ms: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    keys = list(ms[0]) if ms else []
-    return {k: _mean([m.get(k, math.nan) for m in ms]) for k in keys}
-
-
 def _check_choice(value: str, choices: Sequence[str], what: str, flag: str) -> None:
     if value not in choices:
         raise ConfigError(f"unknown {what} '{value}'",
@@ -636,10 +622,10 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
     run_results["baseline"] = b_runs
     b_scores = tuple(r.score for r in b_runs)
     baseline = Reference(
-        label="primary alone", aux=(), seeds=seed_list, scores=b_scores, mean=_mean(b_scores),
-        std=_std(b_scores), source="ledger" if all(b_cached) else "trained",
+        label="primary alone", aux=(), seeds=seed_list, scores=b_scores, mean=seed_mean(b_scores),
+        std=seed_std(b_scores), source="ledger" if all(b_cached) else "trained",
         cached=tuple(b_cached), ledger=tuple(b_keys),
-        report={n: _mean_metrics([r.report_metrics.get(n, {}) for r in b_runs])
+        report={n: mean_metrics([r.report_metrics.get(n, {}) for r in b_runs])
                 for n in report})
     timings["baseline_s"] = time.perf_counter() - t0
 
@@ -652,9 +638,9 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
             f_scores = tuple(r.score for r in f_runs)
             trial_ref = Reference(
                 label=" + ".join(aux_names) + " (all instances)", aux=aux_names,
-                seeds=seed_list, scores=f_scores, mean=_mean(f_scores), std=_std(f_scores),
+                seeds=seed_list, scores=f_scores, mean=seed_mean(f_scores), std=seed_std(f_scores),
                 source="ledger", cached=tuple(True for _ in f_runs), ledger=tuple(f_keys),
-                report={n: _mean_metrics([r.report_metrics.get(n, {}) for r in f_runs])
+                report={n: mean_metrics([r.report_metrics.get(n, {}) for r in f_runs])
                         for n in report})
             run_results["trial"] = f_runs
     if trial_ref is None and summary is not None and summary.selected:
@@ -723,11 +709,11 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
         rows.append(FgRow(
             cut=cut, selection_key=str(skey), selection_cached=sel_cached,
             kept=tuple(kept_info), trained_aux=trained_aux, primary_alone=alone,
-            seeds=seed_list, scores=scores, mean=_mean(scores), std=_std(scores),
+            seeds=seed_list, scores=scores, mean=seed_mean(scores), std=seed_std(scores),
             best_epochs=tuple(r.best_epoch for r in runs_), cached=tuple(cached_),
             ledger=tuple(keys_), seconds=float(sum(r.seconds for r in runs_)),
-            metrics=_mean_metrics([r.best_metrics for r in runs_]),
-            report={n: _mean_metrics([r.report_metrics.get(n, {}) for r in runs_])
+            metrics=mean_metrics([r.best_metrics for r in runs_]),
+            report={n: mean_metrics([r.report_metrics.get(n, {}) for r in runs_])
                     for n in report},
             ci_low=_opt(lo) if lo is not None and math.isfinite(lo) else None,
             ci_high=_opt(hi) if hi is not None and math.isfinite(hi) else None))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import DataError
@@ -109,3 +109,29 @@ def compute_metrics(spec: TaskSpec, predictions: Any, labels: Any) -> dict[str, 
     if preds.shape[0] != y.shape[0]:
         raise DataError(f"task '{spec.name}': {preds.shape[0]} predictions for {y.shape[0]} labels")
     return {m: METRIC_FUNCTIONS[m](preds, y) for m in spec.metrics}
+
+
+# ---------------------------------------------------------------------------------------------
+# summaries over seeds (trial and fg report the mean and spread of per-seed scores)
+
+
+def seed_mean(xs: Sequence[float]) -> float:
+    """Mean of per-seed scores; NaN if there are none or any is not finite."""
+    import numpy as np
+
+    a = np.asarray(xs, dtype=np.float64)
+    return float(a.mean()) if a.size and np.isfinite(a).all() else math.nan
+
+
+def seed_std(xs: Sequence[float]) -> float:
+    """Sample standard deviation (ddof 1) of the finite per-seed scores; 0 for one seed."""
+    import numpy as np
+
+    a = np.asarray([x for x in xs if math.isfinite(x)], dtype=np.float64)
+    return float(a.std(ddof=1)) if a.size > 1 else 0.0
+
+
+def mean_metrics(ms: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Metric-by-metric :func:`seed_mean` over several runs' metric dicts."""
+    keys = list(ms[0]) if ms else []
+    return {k: seed_mean([m.get(k, math.nan) for m in ms]) for k in keys}

@@ -43,6 +43,7 @@ import numpy as np
 from . import mtl as _mtl
 from . import progress as _progress
 from .errors import ConfigError, UsageError
+from .metrics import mean_metrics, seed_mean, seed_std
 from .mtl import MTLResult, MTLSettings, train_mtl
 from .serialize import to_jsonable
 from .store import Store, safe_component
@@ -277,21 +278,6 @@ def _write_run(store: Store, key: Any, ctx: _Context, r: MTLResult) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # statistics
-
-
-def _std(xs: Sequence[float]) -> float:
-    a = np.asarray([x for x in xs if math.isfinite(x)], dtype=np.float64)
-    return float(a.std(ddof=1)) if a.size > 1 else 0.0
-
-
-def _mean(xs: Sequence[float]) -> float:
-    a = np.asarray(xs, dtype=np.float64)
-    return float(a.mean()) if a.size and np.isfinite(a).all() else math.nan
-
-
-def _mean_metrics(ms: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    keys = list(ms[0]) if ms else []
-    return {k: _mean([m.get(k, math.nan) for m in ms]) for k in keys}
 
 
 def _resampled_metric(metric: str, pred: np.ndarray, y: np.ndarray, W: np.ndarray) -> np.ndarray:
@@ -598,11 +584,11 @@ def run_trial(model: str, primary: TaskSpec, candidates: Sequence[TaskSpec], *, 
         ledger.extend(k for k in keys if k not in ledger)
         scores = tuple(r.score for r in results)
         rec = TrialRecord(
-            aux=aux, role=role, seeds=seeds, scores=scores, mean=_mean(scores),
-            std=_std(scores), best_epochs=tuple(r.best_epoch for r in results),
+            aux=aux, role=role, seeds=seeds, scores=scores, mean=seed_mean(scores),
+            std=seed_std(scores), best_epochs=tuple(r.best_epoch for r in results),
             seconds=float(sum(r.seconds for r in results)), cached=tuple(cached),
-            metrics=_mean_metrics([r.best_metrics for r in results]),
-            report={name: _mean_metrics([r.report_metrics.get(name, {}) for r in results])
+            metrics=mean_metrics([r.best_metrics for r in results]),
+            report={name: mean_metrics([r.report_metrics.get(name, {}) for r in results])
                     for name in report},
             ledger=tuple(keys))
         _progress.emit(progress, "trial-done", task=primary.name, done=counters["trial"],

@@ -96,13 +96,26 @@ def test_command_names_complete() -> None:
     assert "config" in _complete("gradts co")
 
 
-def test_config_section_names_survive_rich_markup() -> None:
-    """Help texts mention config sections like [run]; Rich must not swallow them as markup."""
+def test_bracketed_words_in_help_survive_rich_markup() -> None:
+    """Help texts mention [run], [corr], gradts[demo]: unescaped, Rich would swallow them."""
+    import re
+
+    from typer.main import get_command
     from typer.testing import CliRunner
 
+    styles = {"dim", "bold", "italic", "green", "red", "cyan", "yellow", "b", "i", "u"}
+    root = get_command(app_mod.app)
+    todo = [(root, [])]
+    while todo:
+        cmd, path = todo.pop()
+        texts = [cmd.help or ""] + [getattr(p, "help", None) or "" for p in cmd.params]
+        for text in texts:
+            for word in re.findall(r"(?<!\\)\[([a-z_][a-z0-9_-]*)\]", text):
+                assert word in styles, f"gradts {' '.join(path)}: unescaped [{word}] in help"
+        for name, sub in (getattr(cmd, "commands", None) or {}).items():
+            todo.append((sub, [*path, name]))
     res = CliRunner().invoke(app_mod.app, ["probe", "--help"], env={"COLUMNS": "200"})
     assert "[run] model" in res.output
-    assert "(default:  model)" not in res.output
 
 
 def test_task_and_suite_names_complete_from_the_registry_without_torch() -> None:

@@ -150,7 +150,7 @@ characters are text unless --quoting is given (as the original GLUE TSV files ne
 @data_app.command("add", help=ADD_HELP)
 def add(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="New task name ([a-z][a-z0-9_]*).",
+    name: Annotated[str, typer.Argument(help="New task name (\\[a-z]\\[a-z0-9_]*).",
                                         show_default=False)],
     train: Annotated[Path, typer.Option("--train", help="Training file.", show_default=False)],
     text: Annotated[str, typer.Option("--text", help="Text column(s): one, or two "

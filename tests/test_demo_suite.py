@@ -214,7 +214,7 @@ def test_negation_label_needs_the_negation(task: str) -> None:
     by_adj: dict[str, Counter] = defaultdict(Counter)
     for adj, _, lab in parsed:
         by_adj[adj][lab] += 1
-    assert len(by_adj) >= 20
+    assert len(by_adj) >= 16
     for adj, counts in by_adj.items():
         if sum(counts.values()) >= 6:
             assert counts[0] and counts[1], f"{adj!r} always has label {set(counts)}"
@@ -244,8 +244,9 @@ def test_agreement_label_is_subject_verb_agreement(task: str) -> None:
         attracted += head.endswith("s") != attractor.endswith("s")
         if task == "agree_rc":  # the relative clause's own verb always agrees with its subject
             assert words[4].endswith("s") != words[5].endswith("s"), row
-    # The attractor usually has the other number, so "agree with the nearest noun" is wrong.
-    assert 0.65 <= attracted / len(train) <= 0.85
+    # The attractor has the other number half of the time, so "agree with the nearest noun"
+    # is right on only half of the rows (chance): the head noun has to be found.
+    assert 0.4 <= attracted / len(train) <= 0.6
 
 
 def test_match_person_labels_and_hard_negatives() -> None:

@@ -6,25 +6,35 @@ suite is built so that the right answer is known in advance: it consists of **fa
 sibling tasks** that need the same linguistic skill but share no content vocabulary and no
 sentence template. For every task, its sibling should be the top-ranked candidate.
 
-The four families (the suite measured in DESIGN.md §7 to work with a pretrained MiniLM:
-sibling top-ranked in 31 of 32 task-seed cases at 600 training examples, 1 epoch, lr 1e-4,
-the ``during`` estimator):
+The four families (DESIGN.md §7 measured an earlier suite of this shape with a pretrained
+MiniLM: sibling top-ranked in 31 of 32 task-seed cases at 600 training examples, 1 epoch, lr
+1e-4, the ``during`` estimator; see ``tests/test_demo_e2e.py`` for what this version gives):
 
-* ``negation`` -- the label is the polarity of an adjective, flipped by "not" / "never".
-  ``neg_movie`` uses film-review vocabulary and past-tense templates; ``neg_product`` uses
-  shopping vocabulary and present-tense templates. Half of the rows are negated and the
-  adjective's own polarity is balanced against the label, so the bare adjective predicts
-  nothing: the negation has to be read.
-* ``agreement`` -- is the main verb's number right? ``agree_pp`` puts a prepositional-phrase
+* ``negation`` -- the label is the polarity of an adjective, flipped by "not". ``neg_movie``
+  uses film-review vocabulary and past-tense templates; ``neg_product`` uses shopping
+  vocabulary and present-tense templates. Each task has 8 common, clearly positive and 8
+  clearly negative adjectives and short templates, so that one epoch learns the task (with
+  large adjective sets and "not"/"never", generator version 1, it often did not). Half of the
+  rows are negated and the adjective's own polarity is balanced against the label, so the bare
+  adjective predicts nothing: the negation has to be read.
+* ``agreement`` -- is the copula's number right? ``agree_pp`` puts a prepositional-phrase
   attractor between subject and verb ("the keys to the cabinet are/is rusty"); ``agree_rc``
-  puts a relative clause there ("the author that the guards admire laughs/laugh"). The
-  attractor's number usually (3 times in 4) differs from the subject's, so "agree with the
-  nearest noun" is wrong most of the time.
+  puts a relative clause there ("the author that the guards admire is/are calm"). Both end in
+  "is"/"are" or "was"/"were" and an adjective. The attractor's number differs from the
+  subject's in half of the rows, so "agree with the nearest noun" is at chance. One epoch does
+  not learn this family (dev accuracy about 0.5, also with easier variants that were tried):
+  its siblings are recovered, when they are, from the shared sentence frame ("the N ... the N
+  ... is/are ADJ") rather than a learned skill.
 * ``pair_match`` -- sentence pairs (``text_a``, ``text_b``): do both sentences mention the
   same person (``match_person``: full names; half of the negatives share the first or last
   name) / the same city (``match_city``)?
 * ``topic`` -- sports vs politics headlines (``topic_news``); gardening vs cooking tips
-  (``topic_home``).
+  (``topic_home``). In both, one cue phrase ("the derby", "the tax bill"; "pruning roses",
+  "braising lamb") sits in a neutral frame shared by both classes and is followed by a neutral
+  tail ("... according to an early report"; "... without spending a fortune on it"), so the
+  topic is read from that phrase alone and both tasks have sentences of 10-17 words, longer
+  than the other single-sentence families (with short frames, generator version 1, the topic
+  siblings were often out-ranked by the agreement tasks).
 
 There is deliberately no sentiment family: §7 found that one shares lexical polarity/class
 skills with negation and topic and blurs the planted structure. Content vocabularies are
@@ -66,7 +76,7 @@ __all__ = [
 ]
 
 DEMO_SUITE: str = "demo"
-GENERATOR_VERSION: int = 1  # bump whenever the generated rows change: it is part of cache keys
+GENERATOR_VERSION: int = 2  # bump whenever the generated rows change: it is part of cache keys
 DEFAULT_SIZES: dict[str, int] = {"train": 600, "dev": 200, "test": 200}
 
 # Every candidate text belongs to exactly one split: bucket = sha256(task, text) mod 5.
@@ -77,6 +87,7 @@ _SPLIT_BUCKETS: dict[str, frozenset[int]] = {
 }
 _N_BUCKETS = 5
 _MAX_TRIES_PER_ROW = 20_000
+_ATTRACTOR_MISMATCH = 0.5  # agreement: how often the attractor's number differs from the head's
 
 
 @dataclass(frozen=True)
@@ -105,32 +116,17 @@ _MOVIE_GENRES = (
     "comedy", "drama", "western", "musical", "documentary", "cartoon", "biopic", "romance",
     "blockbuster", "mystery", "satire", "melodrama",
 )
-_MOVIE_MOMENTS = (
-    "opening scene", "second act", "twist", "closing credits", "midpoint", "climax",
-    "intermission", "epilogue",
-)
-_MOVIE_VOICES = (
-    "critics agreed", "audiences felt", "the reviewer noted", "my date said",
-    "the whole cinema agreed", "the festival jury decided", "film buffs insisted",
-)
 _MOVIE_POS = (
-    "brilliant", "gripping", "moving", "hilarious", "superb", "captivating", "stunning", "witty",
-    "masterful", "thrilling", "charming", "riveting", "inventive", "heartfelt", "dazzling",
-    "poignant", "clever", "memorable",
+    "great", "brilliant", "wonderful", "superb", "excellent", "enjoyable", "fun", "amazing",
 )
 _MOVIE_NEG = (
-    "dull", "boring", "clumsy", "tedious", "predictable", "lifeless", "bland", "forgettable",
-    "pretentious", "sluggish", "incoherent", "wooden", "shallow", "overlong", "corny",
-    "muddled", "derivative", "amateurish",
+    "awful", "dreadful", "boring", "dull", "bad", "horrible", "lame", "weak",
 )
 _MOVIE_TEMPLATES = (
     "the {noun} was {neg}{adj}",
     "i thought the {noun} was {neg}{adj}",
     "the {noun} of this {genre} was {neg}{adj}",
-    "{voice} the {noun} was {neg}{adj}",
-    "by the {moment} the {noun} was {neg}{adj}",
-    "that {genre} had a {noun} that was {neg}{adj}",
-    "{voice} the {genre} was {neg}{adj}",
+    "that {genre} was {neg}{adj}",
 )
 
 # -- neg_product: shopping reviews, present tense / present perfect ---------------------------
@@ -140,25 +136,17 @@ _PRODUCT_NOUNS = (
     "suitcase", "hairdryer", "drill", "monitor", "webcam", "treadmill", "earbuds", "tablet",
 )
 _PRODUCT_COLORS = ("black", "silver", "white", "grey", "navy", "beige", "purple", "orange")
-_PRODUCT_PERIODS = ("week", "month", "fortnight", "year")
 _PRODUCT_POS = (
-    "sturdy", "reliable", "durable", "comfortable", "efficient", "handy", "lightweight",
-    "affordable", "quiet", "sleek", "ergonomic", "solid", "dependable", "convenient",
-    "responsive", "compact",
+    "good", "nice", "perfect", "solid", "reliable", "sturdy", "handy", "fantastic",
 )
 _PRODUCT_NEG = (
-    "flimsy", "faulty", "noisy", "overpriced", "bulky", "leaky", "fragile", "defective",
-    "wobbly", "unreliable", "glitchy", "clunky", "uncomfortable", "useless", "shoddy", "laggy",
+    "useless", "rubbish", "faulty", "flimsy", "defective", "shoddy", "noisy", "lousy",
 )
 _PRODUCT_TEMPLATES = (
     "this {noun} is {neg}{adj}",
-    "the {noun} i ordered is {neg}{adj}",
-    "my {noun} has {neg}been {adj}",
-    "after a {period} the {noun} is {neg}{adj}",
-    "for the price the {noun} is {neg}{adj}",
+    "my {noun} is {neg}{adj}",
     "the {color} {noun} is {neg}{adj}",
-    "my {color} {noun} has {neg}been {adj}",
-    "this {color} {noun} is {neg}{adj} after a {period}",
+    "my {color} {noun} is {neg}{adj}",
 )
 
 # -- agree_pp: household objects, copular verbs, prepositional-phrase attractor ---------------
@@ -179,10 +167,7 @@ _PP_ATTRACTORS = (
     ("chimney", "chimneys"),
 )
 _PP_PREPS = ("to", "of", "near", "behind", "beside", "under", "above", "in", "on", "inside")
-_PP_VERBS = (
-    ("is", "are"), ("was", "were"), ("has been", "have been"), ("seems", "seem"),
-    ("looks", "look"), ("remains", "remain"), ("appears", "appear"),
-)
+_PP_VERBS = (("is", "are"), ("was", "were"))
 _PP_COMPLEMENTS = (
     "rusty", "dusty", "cracked", "missing", "crooked", "sticky", "damp", "loose", "heavy",
     "empty", "shiny", "chipped", "tarnished", "warped", "faded", "spotless", "tangled",
@@ -207,17 +192,10 @@ _RC_VERBS = (
     ("envies", "envy"), ("thanks", "thank"), ("blames", "blame"), ("ignores", "ignore"),
     ("fears", "fear"), ("adores", "adore"), ("distrusts", "distrust"),
 )
-_RC_MAIN_VERBS = (
-    ("laughs", "laugh"), ("sings", "sing"), ("smiles", "smile"), ("sleeps", "sleep"),
-    ("dances", "dance"), ("complains", "complain"), ("waits", "wait"), ("sighs", "sigh"),
-    ("frowns", "frown"), ("shrugs", "shrug"), ("nods", "nod"), ("waves", "wave"),
-    ("yawns", "yawn"), ("whistles", "whistle"), ("blushes", "blush"),
-    ("hesitates", "hesitate"), ("panics", "panic"), ("wanders", "wander"),
-    ("grumbles", "grumble"), ("apologizes", "apologize"),
-)
-_RC_ADVERBS = (
-    "", "", "", "loudly", "often", "quietly", "again", "sometimes", "rarely", "nervously",
-    "politely",
+_RC_COPULAS = (("is", "are"), ("was", "were"))
+_RC_COMPLEMENTS = (
+    "happy", "tired", "angry", "busy", "calm", "shy", "nervous", "proud", "honest",
+    "sleepy", "grumpy", "cheerful", "hungry", "lonely", "polite", "rich",
 )
 
 # -- match_person: full names in everyday anecdotes --------------------------------------------
@@ -291,108 +269,66 @@ _CITY_B_TEMPLATES = (
 )
 
 # -- topic_news: sports vs politics headlines -------------------------------------------------
-_TEAMS = (
-    "the tigers", "the falcons", "the rangers", "the sharks", "the bulls", "the eagles",
-    "the hornets", "the wolves", "the pirates", "the titans", "the comets", "the raptors",
-    "the vikings", "the panthers", "the stallions", "the jaguars",
+_NEWS_SPORTS = (
+    "the derby", "the cup final", "the transfer window", "the striker", "the goalkeeper",
+    "the playoffs", "the penalty shootout", "the league table", "the quarterback",
+    "the home opener", "the relay team", "the head coach", "the championship", "the semifinal",
+    "the tournament", "the pitcher",
 )
-_SPORT_POSITIONS = (
-    "striker", "goalkeeper", "quarterback", "pitcher", "midfielder", "defender", "winger",
-    "shortstop", "linebacker", "forward",
+_NEWS_POLITICS = (
+    "the senate", "the budget vote", "the election", "the referendum", "the tax bill",
+    "the prime minister", "the coalition", "the ballot count", "the governor", "the parliament",
+    "the ministers", "the opposition leader", "the pension reform", "the tariff dispute",
+    "the campaign trail", "the chancellor",
 )
-_SPORT_EVENTS = (
-    "final", "playoffs", "derby", "semifinal", "tournament", "championship", "home opener",
-    "cup tie",
+_NEWS_SOURCES = ("pundits", "insiders", "analysts", "critics", "columnists", "commentators")
+_NEWS_SLOTS = ("morning", "evening", "weekend", "midday")
+# Neutral frames: the topic is carried by the one cue phrase alone.
+_NEWS_TEMPLATES = (
+    "{source} say {cue} dominated the {slot} headlines",
+    "a fresh row over {cue} erupted this {slot}",
+    "{source} weigh in on {cue}",
+    "{cue} tops the {slot} bulletin",
+    "new poll puts {cue} in the spotlight",
+    "{source} slam coverage of {cue}",
+    "live updates on {cue} from {source}",
+    "what {source} got wrong on {cue}",
 )
-_SPORT_PLAYS = ("goal", "touchdown", "homer", "penalty", "free kick", "buzzer beater")
-_SPORT_SETBACKS = ("losing streak", "cup exit", "derby defeat", "humiliating loss", "poor run")
-_SPORT_TEMPLATES = (
-    "{team} beat {team2} in the {event}",
-    "{team} sign star {position} on record deal",
-    "{team} coach sacked after {setback}",
-    "injury rules {position} out of {event}",
-    "{team} clinch {event} with dramatic {play}",
-    "fans celebrate as {team} win the {event}",
-    "{team} stun {team2} with stoppage time {play}",
-    "veteran {position} retires after {event} loss",
-)
-_POL_OFFICIALS = (
-    "senator", "governor", "mayor", "prime minister", "president", "chancellor",
-    "finance minister", "opposition leader", "attorney general", "health secretary",
-)
-_POL_CHAMBERS = ("senate", "parliament", "congress", "assembly", "state legislature")
-_POL_POLICIES = (
-    "tax", "healthcare", "immigration", "pension", "housing", "education", "defense",
-    "climate", "tariff", "welfare", "energy", "voting rights",
-)
-_POL_ADJECTIVES = ("sweeping", "modest", "controversial", "bipartisan", "radical", "overdue")
-_POL_PARTIES = ("labour", "conservatives", "liberals", "democrats", "republicans", "socialists")
-_POL_REGIONS = ("northern", "southern", "coastal", "rural", "suburban")
-_POL_SCANDALS = ("bribery", "corruption", "leak", "fraud", "lobbying")
-_POL_TEMPLATES = (
-    "{official} unveils {adj} {policy} reform plan",
-    "{chamber} passes {adj} {policy} bill",
-    "{party} win crucial {region} district seat",
-    "{official} resigns amid {scandal} probe",
-    "voters reject {adj} {policy} referendum",
-    "{official} vows to cut {policy} spending",
-    "{party} demand inquiry into {official} {scandal} claims",
-    "{chamber} debates {adj} {policy} overhaul",
-    "{official} defends {policy} record at {region} town hall",
+_NEWS_TAILS = (
+    "as the week drew to a close", "according to an early report",
+    "in a piece published online", "after a long and eventful week",
+    "with more details expected later", "in a story that is still developing",
 )
 
 # -- topic_home: gardening vs cooking tips ----------------------------------------------------
-_PLANTS = (
-    "roses", "tulips", "hydrangeas", "ferns", "lavender", "hostas", "daffodils", "peonies",
-    "lilies", "shrubs", "hedges", "seedlings", "dahlias", "marigolds", "begonias", "geraniums",
-    "camellias", "azaleas", "irises", "foxgloves",
+_HOME_GARDEN = (
+    "pruning roses", "planting tulips", "mulching borders", "repotting ferns", "composting",
+    "weeding", "sowing seeds", "watering hydrangeas", "dividing hostas", "deadheading",
+    "trimming hedges", "raking leaves", "mowing lawns", "potting seedlings", "staking dahlias",
+    "grafting shrubs",
 )
-_GARDEN_PROBLEMS = ("mildew", "aphids", "root rot", "blight", "slugs", "wilting", "weeds")
-_GARDEN_SEASONS = ("winter", "autumn", "spring", "summer")
-_GARDEN_TIMINGS = ("early", "late")
-_GARDEN_SOILS = ("sandy", "clay", "loamy", "acidic", "chalky")
-_GARDEN_MULCHES = ("bark chips", "straw", "leaf mould", "pine needles")
-_GARDEN_AMENDMENTS = ("compost", "manure", "grit", "leaf mould")
-_GARDEN_LIGHTS = ("sunny", "shady", "sheltered")
-_GARDEN_EXPOSURES = ("full sun", "partial shade", "dappled shade")
-_GARDEN_STRUCTURES = ("fence", "trellis", "greenhouse", "pond", "hedge")
-_GARDEN_COVERS = ("fleece", "cloches", "netting", "burlap")
-_GARDEN_TEMPLATES = (
-    "water your {plant} at dawn to prevent {problem}",
-    "prune {plant} in {timing} {season}",
-    "mulch around {plant} with {mulch} to keep {soil} soil moist",
-    "plant {plant} in a {light} bed beside the {structure}",
-    "dig {amendment} into {soil} soil before planting {plant}",
-    "{plant} thrive in {soil} soil and {exposure}",
-    "check your {plant} for {problem} every {season}",
-    "cover young {plant} with {cover} in {season}",
+_HOME_COOKING = (
+    "searing steak", "braising lamb", "roasting chicken", "toasting spices", "making risotto",
+    "simmering stock", "baking bread", "whisking eggs", "frying tofu", "poaching salmon",
+    "kneading dough", "grilling shrimp", "marinating pork", "seasoning soup",
+    "caramelizing onions", "blanching beans",
 )
-_MEATS = (
-    "chicken", "steak", "pork chops", "salmon", "lamb", "tofu", "duck", "shrimp", "sausages",
-    "scallops", "brisket", "cod",
+_HOME_PEOPLE = ("neighbour", "aunt", "grandad", "mentor", "flatmate", "nan")
+_HOME_TIMES = ("spring", "autumn", "holiday", "season")
+_HOME_TEMPLATES = (
+    "a quick tip about {cue} for the {time}",
+    "my {person} swears by {cue}",
+    "everything you need to learn about {cue}",
+    "my {person} taught me {cue} one {time}",
+    "{cue} made easy for beginners",
+    "common mistakes with {cue}",
+    "how to get {cue} right this {time}",
+    "a simple guide to {cue} from my {person}",
 )
-_SPICES = (
-    "cumin", "paprika", "nutmeg", "cinnamon", "oregano", "chili flakes", "turmeric", "saffron",
-    "cardamom", "coriander", "fennel seeds", "sumac",
-)
-_DISHES = (
-    "soup", "stew", "risotto", "curry", "sauce", "omelette", "pasta", "casserole", "chowder",
-    "gravy", "broth", "frittata",
-)
-_AROMATICS = ("garlic", "ginger", "lemon zest", "shallots", "scallions", "thyme")
-_PANS = ("skillet", "wok", "saucepan", "griddle")
-_FATS = ("olive oil", "butter", "ghee", "duck fat")
-_MINUTES = ("five", "ten", "fifteen", "twenty")
-_COOK_TEMPLATES = (
-    "sear the {meat} in {fat} before roasting it",
-    "add a pinch of {spice} to the {dish}",
-    "rest the {meat} for {minutes} minutes before slicing",
-    "marinate the {meat} overnight with {spice} and {aromatic}",
-    "toast the {spice} in a dry {pan} until fragrant",
-    "season the {dish} with {spice} and {aromatic} before serving",
-    "simmer the {dish} gently with {aromatic}",
-    "pat the {meat} dry so it browns in the {pan}",
-    "stir {aromatic} into the {dish} at the end",
+_HOME_TAILS = (
+    "which saves plenty of time and effort", "whatever the size of your house",
+    "even on the busiest of weekdays", "without spending a fortune on it",
+    "and you will never look back", "once you get the hang of it",
 )
 # fmt: on
 
@@ -422,7 +358,7 @@ def _negation_maker(
         # label 1 = positive. Unnegated: adjective polarity = label; negated: flipped.
         adjective_positive = bool(label) != bool(negated)
         adj = _pick(rng, positive if adjective_positive else negative)
-        neg = _pick(rng, ("not ", "never ")) if negated else ""
+        neg = "not " if negated else ""
         template = _pick(rng, templates)
         slots = {key: _pick(rng, values) for key, values in nouns_etc.items()}
         return {"text_a": template.format(adj=adj, neg=neg, **slots), "label": label}
@@ -434,7 +370,7 @@ def _make_agree_pp(rng: random.Random, combo: tuple[int, ...]) -> Row:
     """label 1 = grammatical; combo = (label, head is plural)."""
     label, plural = combo
     head = _pick(rng, _PP_HEADS)[plural]
-    attractor_plural = (1 - plural) if rng.random() < 0.75 else plural
+    attractor_plural = (1 - plural) if rng.random() < _ATTRACTOR_MISMATCH else plural
     attractor = _pick(rng, _PP_ATTRACTORS)[attractor_plural]
     verb_number = plural if label else 1 - plural
     verb = _pick(rng, _PP_VERBS)[verb_number]
@@ -448,13 +384,13 @@ def _make_agree_rc(rng: random.Random, combo: tuple[int, ...]) -> Row:
     label, plural = combo
     i, j = rng.sample(range(len(_RC_PEOPLE)), 2)
     head = _RC_PEOPLE[i][plural]
-    inner_plural = (1 - plural) if rng.random() < 0.75 else plural
+    inner_plural = (1 - plural) if rng.random() < _ATTRACTOR_MISMATCH else plural
     inner = _RC_PEOPLE[j][inner_plural]
     inner_verb = _pick(rng, _RC_VERBS)[inner_plural]  # the relative clause itself is always right
     verb_number = plural if label else 1 - plural
-    main_verb = _pick(rng, _RC_MAIN_VERBS)[verb_number]
-    words = ["the", head, "that", "the", inner, inner_verb, main_verb, _pick(rng, _RC_ADVERBS)]
-    return {"text_a": " ".join(w for w in words if w), "label": label}
+    main_verb = _pick(rng, _RC_COPULAS)[verb_number]
+    words = ["the", head, "that", "the", inner, inner_verb, main_verb, _pick(rng, _RC_COMPLEMENTS)]
+    return {"text_a": " ".join(words), "label": label}
 
 
 def _make_match_person(rng: random.Random, combo: tuple[int, ...]) -> Row:
@@ -489,59 +425,25 @@ def _make_match_city(rng: random.Random, combo: tuple[int, ...]) -> Row:
 
 
 def _make_topic_news(rng: random.Random, combo: tuple[int, ...]) -> Row:
-    """label 0 = sports, 1 = politics; combo = (label,)."""
+    """label 0 = sports, 1 = politics; combo = (label,). One cue phrase in a neutral frame."""
     (label,) = combo
-    if label == 0:
-        team, team2 = rng.sample(_TEAMS, 2)
-        text = _pick(rng, _SPORT_TEMPLATES).format(
-            team=team,
-            team2=team2,
-            position=_pick(rng, _SPORT_POSITIONS),
-            event=_pick(rng, _SPORT_EVENTS),
-            play=_pick(rng, _SPORT_PLAYS),
-            setback=_pick(rng, _SPORT_SETBACKS),
-        )
-    else:
-        text = _pick(rng, _POL_TEMPLATES).format(
-            official=_pick(rng, _POL_OFFICIALS),
-            chamber=_pick(rng, _POL_CHAMBERS),
-            policy=_pick(rng, _POL_POLICIES),
-            adj=_pick(rng, _POL_ADJECTIVES),
-            party=_pick(rng, _POL_PARTIES),
-            region=_pick(rng, _POL_REGIONS),
-            scandal=_pick(rng, _POL_SCANDALS),
-        )
-    return {"text_a": text, "label": label}
+    text = _pick(rng, _NEWS_TEMPLATES).format(
+        cue=_pick(rng, _NEWS_POLITICS if label else _NEWS_SPORTS),
+        source=_pick(rng, _NEWS_SOURCES),
+        slot=_pick(rng, _NEWS_SLOTS),
+    )
+    return {"text_a": f"{text} {_pick(rng, _NEWS_TAILS)}", "label": label}
 
 
 def _make_topic_home(rng: random.Random, combo: tuple[int, ...]) -> Row:
-    """label 0 = gardening, 1 = cooking; combo = (label,)."""
+    """label 0 = gardening, 1 = cooking; combo = (label,). One cue phrase in a neutral frame."""
     (label,) = combo
-    if label == 0:
-        text = _pick(rng, _GARDEN_TEMPLATES).format(
-            plant=_pick(rng, _PLANTS),
-            problem=_pick(rng, _GARDEN_PROBLEMS),
-            season=_pick(rng, _GARDEN_SEASONS),
-            timing=_pick(rng, _GARDEN_TIMINGS),
-            soil=_pick(rng, _GARDEN_SOILS),
-            mulch=_pick(rng, _GARDEN_MULCHES),
-            amendment=_pick(rng, _GARDEN_AMENDMENTS),
-            light=_pick(rng, _GARDEN_LIGHTS),
-            exposure=_pick(rng, _GARDEN_EXPOSURES),
-            structure=_pick(rng, _GARDEN_STRUCTURES),
-            cover=_pick(rng, _GARDEN_COVERS),
-        )
-    else:
-        text = _pick(rng, _COOK_TEMPLATES).format(
-            meat=_pick(rng, _MEATS),
-            spice=_pick(rng, _SPICES),
-            dish=_pick(rng, _DISHES),
-            aromatic=_pick(rng, _AROMATICS),
-            pan=_pick(rng, _PANS),
-            fat=_pick(rng, _FATS),
-            minutes=_pick(rng, _MINUTES),
-        )
-    return {"text_a": text, "label": label}
+    text = _pick(rng, _HOME_TEMPLATES).format(
+        cue=_pick(rng, _HOME_COOKING if label else _HOME_GARDEN),
+        person=_pick(rng, _HOME_PEOPLE),
+        time=_pick(rng, _HOME_TIMES),
+    )
+    return {"text_a": f"{text} {_pick(rng, _HOME_TAILS)}", "label": label}
 
 
 @dataclass(frozen=True)
@@ -566,7 +468,7 @@ _SPECS: dict[str, _TaskSpec] = {
                 "neg_movie",
                 "negation",
                 "Film reviews: is the verdict positive? Adjective polarity flipped by "
-                "'not'/'never' (half the rows negated).",
+                "'not' (half the rows negated).",
                 _SINGLE,
                 ("negative", "positive"),
             ),
@@ -575,8 +477,6 @@ _SPECS: dict[str, _TaskSpec] = {
                 {
                     "noun": _MOVIE_NOUNS,
                     "genre": _MOVIE_GENRES,
-                    "moment": _MOVIE_MOMENTS,
-                    "voice": _MOVIE_VOICES,
                 },
                 _MOVIE_TEMPLATES,
                 _MOVIE_POS,
@@ -588,13 +488,13 @@ _SPECS: dict[str, _TaskSpec] = {
                 "neg_product",
                 "negation",
                 "Product reviews: is the verdict positive? Adjective polarity flipped by "
-                "'not'/'never' (half the rows negated).",
+                "'not' (half the rows negated).",
                 _SINGLE,
                 ("negative", "positive"),
             ),
             _LABEL_BY_BINARY,
             _negation_maker(
-                {"noun": _PRODUCT_NOUNS, "color": _PRODUCT_COLORS, "period": _PRODUCT_PERIODS},
+                {"noun": _PRODUCT_NOUNS, "color": _PRODUCT_COLORS},
                 _PRODUCT_TEMPLATES,
                 _PRODUCT_POS,
                 _PRODUCT_NEG,
@@ -617,7 +517,7 @@ _SPECS: dict[str, _TaskSpec] = {
                 "agree_rc",
                 "agreement",
                 "Subject-verb agreement across a relative clause "
-                "('the author that the guards admire laughs'): grammatical or not.",
+                "('the author that the guards admire is calm'): grammatical or not.",
                 _SINGLE,
                 ("ungrammatical", "grammatical"),
             ),

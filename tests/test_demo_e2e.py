@@ -3,7 +3,7 @@
 One `run_demo` (data -> probe of the 8 demo tasks -> corr -> trial -> fg -> report) at the demo's
 default settings (600 training examples per task, 1 epoch, batch 16, AdamW lr 1e-4, max length
 48, the ``during`` estimator, seed 0) is shared by every assertion of this module. It takes
-about 3 minutes on 2 CPU cores. Skipped when the ``demo`` extra (the offline MiniLM) is not
+about 2 minutes on 2 CPU cores. Skipped when the ``demo`` extra (the offline MiniLM) is not
 installed; CI installs it.
 
 How many planted siblings does the suite give? Measured with this generator (GENERATOR_VERSION
@@ -13,7 +13,7 @@ of 8 (36 of 40 task-seed cases); with the data seed equal to the probe seed, see
 about 0.5) and its siblings are recovered from a shared sentence frame, by margins of -0.11 to
 +0.07 tau against the topic tasks. The other families are learned and recovered in every
 measured case: pair matching by +0.32 to +0.53 tau, negation by +0.20 to +0.44, topic by +0.01
-to +0.18 (usually above +0.06). The whole demo takes about 110 s on 2 CPU cores.
+to +0.18 (usually above +0.06).
 Seed 0 gives 8 of 8 with the smallest margins +0.064 (agree_rc) and +0.071 (agree_pp); the
 test asserts 7 of 8 (one below, for a near tie that another CPU's arithmetic may flip) and
 that the pair-matching and negation families, whose margins are wide, are always recovered.

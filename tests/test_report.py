@@ -108,7 +108,8 @@ def full_store(tmp_path_factory: pytest.TempPathFactory, demo_run: tuple[Path, d
         mp.setattr(mtl, "train_mtl", _fake_train)
         mp.setattr(trial, "train_mtl", _fake_train)
         res = run_demo(Store(home), model=tiny, settings=DemoSettings(
-            train_size=24, dev_size=16, max_length=32, trial_max_aux=2, fg_threshold=-1.0))
+            train_size=24, dev_size=16, max_length=32, trial_max_aux=2, fg_threshold=-1.0,
+            fg_keep_fraction=None))
     assert res.trial is not None and len(res.trial.selected) == 2
     assert res.fg is not None and res.fg.rows[0].kept_total > 0
     assert all(o.cached for o in res.probe.outcomes)  # the probes came from the copied store

@@ -473,6 +473,7 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
     from .results import ESTIMATORS, MEASURES, check_comparable
     from .trial import (
         _Context,
+        _device_name,
         _eval_plan,
         _importance_keys,
         _mtl_from_entry,
@@ -741,7 +742,8 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
         "cuts": [c.spec() for c in cuts], "selections": [r.selection_key for r in rows],
         "settings": dict(result.settings), "estimator": estimator, "method": method,
         "measure": p_res.measure, "version": FG_VERSION})
-    result = dataclasses.replace(result, key=str(key))
+    result = dataclasses.replace(result, key=str(key),
+                                 settings={**result.settings, "device": _device_name(run)})
     best = result.best
     with store.lock(key), store.writer(key, info={
             "primary": primary.name, "model_name": ref.name, "aux": list(aux_names),

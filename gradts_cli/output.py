@@ -226,7 +226,7 @@ def probe_report(run: Any, estimator: str = "during") -> None:
                      r.entry.key_path))
     n_cached = sum(o.cached for o in run.outcomes)
     table(f"probe: {run.model} (measure {run.measure})",
-          ["task", "examples", "time", "", "cache entry"], rows,
+          ["task", "examples", "time", "status", "cache entry"], rows,
           justify=["left", "right", "right", "left", "left"],
           caption=f"{len(rows)} tasks, {n_cached} from the cache; store: {root}")
     for o in run.outcomes:

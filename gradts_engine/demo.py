@@ -160,9 +160,9 @@ class DemoResult:
     def to_dict(self) -> dict[str, Any]:
         import dataclasses
 
-        from .report import _plain
+        from .serialize import to_jsonable
 
-        return _plain({
+        return to_jsonable({
             "store_root": self.store_root, "model": self.model,
             "model_source": self.model_source, "primary": self.primary,
             "settings": dataclasses.asdict(self.settings),

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import MissingResultError, UsageError, did_you_mean
 from .results import KIND as PROBE_KIND
 from .results import find_results, model_lookup_id, read_result
+from .serialize import to_jsonable
 
 if TYPE_CHECKING:
     from .corr import CorrResult
@@ -136,7 +137,7 @@ class Report:
         """Plain JSON-able data (NaN and infinities become None)."""
         import dataclasses
 
-        return _plain({
+        return to_jsonable({
             "store_root": self.store_root, "model": self.model, "model_name": self.model_name,
             "primary": self.primary, "measure": self.measure, "estimator": self.estimator,
             "method": self.method,
@@ -150,18 +151,6 @@ class Report:
             "notes": list(self.notes), "created": self.created, "elapsed_s": self.elapsed_s,
             "timings": dict(self.timings),
         })
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if hasattr(obj, "tolist"):
-        return _plain(obj.tolist())
-    return obj
 
 
 # ---------------------------------------------------------------------------------------------

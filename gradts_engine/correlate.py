@@ -510,16 +510,23 @@ def bootstrap_rankings(
     if C == 0:
         return {}
 
-    # full data
     x = task_matrix(P).ravel()  # (D,)
     V = np.stack([task_matrix(cands[t]).ravel() for t in names])  # (C, D)
+    xb = _bootstrap_task_vectors(P, n_boot, _task_rng(seed, None))  # (B, D)
+    Vb = np.stack([_bootstrap_task_vectors(cands[t], n_boot, _task_rng(seed, t)) for t in names])
+    return _bootstrap_stats(names, x, V, xb, Vb, method, level)
+
+
+def _bootstrap_stats(names: Sequence[str], x: np.ndarray, V: np.ndarray, xb: np.ndarray,
+                     Vb: np.ndarray, method: Method | str, level: float
+                     ) -> dict[str, BootstrapStat]:
+    """Per candidate: mean and percentile interval of the replicate statistics, and how often
+    it keeps its full-data rank. ``x`` (D,) and ``V`` (C, D) are the full-data vectors of the
+    primary and the candidates, ``xb`` (B, D) and ``Vb`` (C, B, D) their replicates."""
+    C, n_boot = len(names), xb.shape[0]
     full_stats, _ = correlate_many(x, V, method)
     full_rank = np.empty(C, np.int64)
     full_rank[_rank_order(names, full_stats)] = np.arange(1, C + 1)
-
-    # replicates
-    xb = _bootstrap_task_vectors(P, n_boot, _task_rng(seed, None))  # (B, D)
-    Vb = np.stack([_bootstrap_task_vectors(cands[t], n_boot, _task_rng(seed, t)) for t in names])
     boot = np.empty((n_boot, C))  # (B, C)
     ranks = np.empty((n_boot, C), np.int64)
     for b in range(n_boot):
@@ -701,33 +708,13 @@ def bootstrap_rankings_all(
             as_primary[t] = _bootstrap_task_vectors(R, n_boot, _task_rng(seed, None))
         del R
 
-    q = 100.0 * np.array([(1.0 - level) / 2.0, (1.0 + level) / 2.0])
     out: dict[str, dict[str, BootstrapStat]] = {}
     for p in dict.fromkeys(primaries):
         cands = [t for t in names if t != p]
-        C = len(cands)
-        if C == 0:
+        if not cands:
             out[p] = {}
             continue
-        full_stats, _ = correlate_many(full[p], np.stack([full[t] for t in cands]), method)
-        full_rank = np.empty(C, np.int64)
-        full_rank[_rank_order(cands, full_stats)] = np.arange(1, C + 1)
-        xb = as_primary[p]  # (B, D)
-        Vb = np.stack([as_candidate[t] for t in cands])  # (C, B, D)
-        boot = np.empty((n_boot, C))  # (B, C)
-        ranks = np.empty((n_boot, C), np.int64)
-        for b in range(n_boot):
-            boot[b], _ = correlate_many(xb[b], Vb[:, b], method)
-            ranks[b, _rank_order(cands, boot[b])] = np.arange(1, C + 1)
-        res = {}
-        for c, t in enumerate(cands):
-            s = boot[:, c][~np.isnan(boot[:, c])]
-            lo, hi = np.percentile(s, q) if s.size else (np.nan, np.nan)
-            res[t] = BootstrapStat(
-                mean=float(s.mean()) if s.size else float("nan"),
-                ci_low=float(lo),
-                ci_high=float(hi),
-                rank_stability=float(np.mean(ranks[:, c] == full_rank[c])),
-            )
-        out[p] = res
+        out[p] = _bootstrap_stats(cands, full[p], np.stack([full[t] for t in cands]),
+                                  as_primary[p], np.stack([as_candidate[t] for t in cands]),
+                                  method, level)
     return out

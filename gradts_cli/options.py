@@ -119,6 +119,21 @@ def state(ctx: typer.Context) -> State:
     return obj if isinstance(obj, State) else State()
 
 
+# The engine's choices (gradts_engine.results.ESTIMATORS, gradts_engine.correlate.METHODS),
+# repeated here so that parsing flags imports neither numpy nor the engine; a test keeps them equal.
+ESTIMATORS = ("during", "after")
+METHODS = ("kendall", "spearman", "pearson")
+
+
+def check_choice(value: str | None, choices: tuple[str, ...], what: str, flag: str) -> None:
+    """A usage error for a value (when given) that is not one of ``choices``."""
+    if value is not None and value not in choices:
+        from gradts_engine.errors import UsageError
+
+        raise UsageError(f"unknown {what} {value!r}",
+                         hint=f"choose {flag} from {', '.join(choices)}")
+
+
 def require_model(model: str | None) -> str:
     """The resolved ``[run] model``, or the engine's one "no model given" error."""
     if not model:

@@ -135,3 +135,12 @@ def test_task_and_suite_names_complete_from_the_registry_without_torch() -> None
                          timeout=60, env={**os.environ})
     assert out.stdout.split() == ["neg_movie", "neg_product"]  # completion really ran
     assert "HEAVY []" in out.stderr, out.stderr[-500:]
+
+
+def test_cli_choices_match_the_engine() -> None:
+    from gradts_cli.options import ESTIMATORS, METHODS
+    from gradts_engine.correlate import METHODS as ENGINE_METHODS
+    from gradts_engine.results import ESTIMATORS as ENGINE_ESTIMATORS
+
+    assert ESTIMATORS == ENGINE_ESTIMATORS
+    assert METHODS == ENGINE_METHODS

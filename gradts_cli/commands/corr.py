@@ -9,6 +9,8 @@ import typer
 
 from .. import output
 from ..options import (
+    ESTIMATORS,
+    METHODS,
     JsonOpt,
     MeasureOpt,
     ModelOpt,
@@ -20,9 +22,6 @@ from ..options import (
     split_list,
     state,
 )
-
-METHODS = ("kendall", "spearman", "pearson")
-ESTIMATORS = ("during", "after")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,8 @@ import typer
 
 from .. import output
 from ..options import (
+    ESTIMATORS,
+    METHODS,
     BatchOpt,
     DeviceOpt,
     EpochsOpt,
@@ -21,14 +23,12 @@ from ..options import (
     PrimaryOpt,
     RevisionOpt,
     SeedOpt,
+    check_choice,
     complete_task_list,
     require_model,
     split_list,
     state,
 )
-
-ESTIMATORS = ("during", "after")
-METHODS = ("kendall", "spearman", "pearson")
 
 
 def register(app: typer.Typer) -> None:
@@ -112,12 +112,8 @@ def fg(
 ) -> None:
     from gradts_engine.errors import UsageError
 
-    if estimator is not None and estimator not in ESTIMATORS:
-        raise UsageError(f"unknown estimator {estimator!r}",
-                         hint=f"choose --estimator from {', '.join(ESTIMATORS)}")
-    if method is not None and method not in METHODS:
-        raise UsageError(f"unknown correlation method {method!r}",
-                         hint=f"choose --method from {', '.join(METHODS)}")
+    check_choice(estimator, ESTIMATORS, "estimator", "--estimator")
+    check_choice(method, METHODS, "correlation method", "--method")
     given = [f for f, v in (("--threshold", threshold), ("--sweep", sweep),
                             ("--keep-fraction", keep_fraction)) if v is not None]
     if len(given) > 1:

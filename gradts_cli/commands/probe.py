@@ -8,6 +8,7 @@ import typer
 
 from .. import output
 from ..options import (
+    ESTIMATORS,
     BatchOpt,
     DeviceOpt,
     EpochsOpt,
@@ -23,6 +24,7 @@ from ..options import (
     SuiteOpt,
     TaskOpt,
     TasksOpt,
+    check_choice,
     require_model,
     split_list,
     state,
@@ -31,7 +33,6 @@ from ..options import (
 if TYPE_CHECKING:
     from gradts_engine.probe import ProbeRun
 
-ESTIMATORS = ("during", "after")
 
 
 def register(app: typer.Typer) -> None:
@@ -89,9 +90,7 @@ def probe(
 ) -> None:
     from gradts_engine.errors import UsageError
 
-    if estimator not in ESTIMATORS:
-        raise UsageError(f"unknown estimator {estimator!r}",
-                         hint=f"choose --estimator from {', '.join(ESTIMATORS)}")
+    check_choice(estimator, ESTIMATORS, "estimator", "--estimator")
     st = state(ctx)
     cfg = st.config(
         run={"model": model, "revision": revision, "device": device, "precision": precision,

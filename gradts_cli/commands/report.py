@@ -8,10 +8,16 @@ from typing import Annotated
 import typer
 
 from .. import output
-from ..options import JsonOpt, MeasureOpt, ModelOpt, PrimaryOpt, state
-
-ESTIMATORS = ("during", "after")
-METHODS = ("kendall", "spearman", "pearson")
+from ..options import (
+    ESTIMATORS,
+    METHODS,
+    JsonOpt,
+    MeasureOpt,
+    ModelOpt,
+    PrimaryOpt,
+    check_choice,
+    state,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -63,14 +69,9 @@ def report(
         "--no-matrix", help="Leave out the task x task matrix (shorter view).")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    from gradts_engine.errors import UsageError
 
-    if estimator is not None and estimator not in ESTIMATORS:
-        raise UsageError(f"unknown estimator {estimator!r}",
-                         hint=f"choose --estimator from {', '.join(ESTIMATORS)}")
-    if method is not None and method not in METHODS:
-        raise UsageError(f"unknown method {method!r}",
-                         hint=f"choose --method from {', '.join(METHODS)}")
+    check_choice(estimator, ESTIMATORS, "estimator", "--estimator")
+    check_choice(method, METHODS, "correlation method", "--method")
     st = state(ctx)
     cfg = st.config(run={"model": model}, probe={"measure": measure},
                     corr={"method": method, "estimator": estimator})

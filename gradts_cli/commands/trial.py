@@ -8,6 +8,7 @@ import typer
 
 from .. import output
 from ..options import (
+    ESTIMATORS,
     BatchOpt,
     DeviceOpt,
     EpochsOpt,
@@ -22,13 +23,13 @@ from ..options import (
     RevisionOpt,
     SeedOpt,
     SuiteOpt,
+    check_choice,
     complete_task_list,
     require_model,
     split_list,
     state,
 )
 
-ESTIMATORS = ("during", "after")
 COMPARE = ("random", "all")
 
 
@@ -100,9 +101,7 @@ def trial(
 ) -> None:
     from gradts_engine.errors import UsageError
 
-    if estimator is not None and estimator not in ESTIMATORS:
-        raise UsageError(f"unknown estimator {estimator!r}",
-                         hint=f"choose --estimator from {', '.join(ESTIMATORS)}")
+    check_choice(estimator, ESTIMATORS, "estimator", "--estimator")
     comp = split_list(compare)
     for c in comp:
         if c not in COMPARE:

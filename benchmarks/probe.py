@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 import statistics
 import tempfile
 import time
@@ -33,15 +32,6 @@ from gradts_engine import data, models, probe
 from gradts_engine.config import ProbeSettings, RunSettings
 from gradts_engine.store import Store
 from gradts_engine.tasks import build_registry, demo
-
-
-def demo_words() -> list[str]:
-    words: set[str] = set()
-    for task in demo.DEMO_TASKS:
-        for row in demo.generate(task, "train", n=200):
-            for key in ("text_a", "text_b"):
-                words |= set(re.findall(r"[a-z0-9]+", row.get(key, "")))
-    return sorted(words)
 
 
 def sync(device: torch.device) -> None:
@@ -106,7 +96,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="gradts-bench-probe-"))
     model = args.model or str(models.make_tiny_model(
         tmp / "model", layers=args.layers, heads=args.heads, hidden=args.hidden,
-        words=demo_words()))
+        words=demo.vocabulary({"train": 200})))
     spec = build_registry(include_user=False).get(args.task)
     run = RunSettings(device=args.device, seed=2018)
     settings = ProbeSettings(epochs=args.epochs, batch_size=args.batch, lr=5e-5,

@@ -21,12 +21,8 @@ FAST = ["--epochs", "1", "--batch-size", "16", "--max-length", "64",
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
-    words: set[str] = set()
-    for task in demo.DEMO_TASKS:
-        for row in demo.generate(task, "train", n=40):
-            for key in ("text_a", "text_b"):
-                words |= set(re.findall(r"[a-z0-9]+", row.get(key, "")))
-    return str(models.make_tiny_model(tmp_path_factory.mktemp("tiny"), words=sorted(words)))
+    return str(models.make_tiny_model(tmp_path_factory.mktemp("tiny"),
+                                      words=demo.vocabulary({"train": 40})))
 
 
 @pytest.fixture(autouse=True)

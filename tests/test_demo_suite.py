@@ -277,3 +277,13 @@ def test_texts_short_enough_for_max_length_48() -> None:
             sum(len(r[f].split()) for f in TASK_INFO[task].text_fields) for r in rows(task, "train")
         )
         assert longest <= 32, (task, longest)
+
+
+def test_vocabulary_covers_every_word_of_the_rows() -> None:
+    sizes = {"train": 30, "dev": 10}
+    vocab = demo.vocabulary(sizes)
+    assert vocab == sorted(set(vocab))
+    for task in demo.DEMO_TASKS:
+        for split, n in sizes.items():
+            for row in demo.generate(task, split, n):
+                assert set((row["text_a"] + " " + row.get("text_b", "")).split()) <= set(vocab)

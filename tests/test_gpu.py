@@ -7,7 +7,6 @@ References are the same computations on the CPU in fp32.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +24,10 @@ from gradts_engine.tasks import build_registry, demo  # noqa: E402
 SIZES = {"train": 96, "dev": 32}
 
 
-def _words() -> list[str]:
-    words: set[str] = set()
-    for task in demo.DEMO_TASKS:
-        for row in demo.generate(task, "train", n=60):
-            for key in ("text_a", "text_b"):
-                words |= set(re.findall(r"[a-z0-9]+", row.get(key, "")))
-    return sorted(words)
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = models.make_tiny_model(tmp_path_factory.mktemp("tiny"), words=_words(), layers=2,
-                                  heads=4, hidden=64)
+    path = models.make_tiny_model(tmp_path_factory.mktemp("tiny"), words=demo.vocabulary(),
+                                  layers=2, heads=4, hidden=64)
     cfg = json.loads((path / "config.json").read_text())
     cfg.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     (path / "config.json").write_text(json.dumps(cfg))

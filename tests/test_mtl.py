@@ -116,13 +116,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory):
     from gradts_engine.tasks import demo
 
     torch.set_num_threads(1)
-    words: set[str] = set()
-    for t in demo.DEMO_TASKS:
-        for split, n in SIZES.items():
-            for r in demo.generate(t, split, n):
-                words.update(r["text_a"].split())
-                words.update(r.get("text_b", "").split())
-    return str(make_tiny_model(tmp_path_factory.mktemp("tiny"), words=sorted(words)))
+    return str(make_tiny_model(tmp_path_factory.mktemp("tiny"), words=demo.vocabulary(SIZES)))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ input and its gradient, with no gates at all.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -38,24 +37,15 @@ RUN = RunSettings(device="cpu", seed=7)
 FAST = ProbeSettings(epochs=1, batch_size=16, max_length=64)
 
 
-def demo_words() -> list[str]:
-    words: set[str] = set()
-    for task in demo.DEMO_TASKS:
-        for row in demo.generate(task, "train", n=60):
-            for key in ("text_a", "text_b"):
-                words |= set(re.findall(r"[a-z0-9]+", row.get(key, "")))
-    return sorted(words)
-
-
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(models.make_tiny_model(tmp_path_factory.mktemp("tiny"), words=demo_words()))
+    return str(models.make_tiny_model(tmp_path_factory.mktemp("tiny"), words=demo.vocabulary()))
 
 
 @pytest.fixture(scope="session")
 def tiny_nodrop(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The tiny model without dropout (so a training step is a deterministic function)."""
-    path = models.make_tiny_model(tmp_path_factory.mktemp("tiny0"), words=demo_words())
+    path = models.make_tiny_model(tmp_path_factory.mktemp("tiny0"), words=demo.vocabulary())
     cfg = json.loads((path / "config.json").read_text())
     cfg.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     (path / "config.json").write_text(json.dumps(cfg))

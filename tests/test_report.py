@@ -26,14 +26,7 @@ from gradts_engine.tasks import demo as demo_tasks
 DEMO_ARGS = ["--train-size", "24", "--dev-size", "16", "--max-length", "32"]
 
 
-def _words() -> list[str]:
-    words: set[str] = set()
-    for t in demo_tasks.DEMO_TASKS:
-        for split in ("train", "dev", "test"):
-            for row in demo_tasks.generate(t, split, n=24):
-                for key in ("text_a", "text_b"):
-                    words |= set(re.findall(r"[a-z0-9]+", str(row.get(key, ""))))
-    return sorted(words)
+WORDS = demo_tasks.vocabulary({"train": 24, "dev": 24, "test": 24})
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +34,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
     import torch
 
     torch.set_num_threads(1)
-    return str(models.make_tiny_model(tmp_path_factory.mktemp("tiny"), words=_words()))
+    return str(models.make_tiny_model(tmp_path_factory.mktemp("tiny"), words=WORDS))
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +269,7 @@ def test_report_several_models_need_a_choice(full_store: Path, tmp_path: Path,
 
     home = tmp_path / "two"
     shutil.copytree(full_store, home)
-    other = models.make_tiny_model(tmp_path / "other", words=_words(), seed=1)
+    other = models.make_tiny_model(tmp_path / "other", words=WORDS, seed=1)
     reg = build_registry(include_user=False, demo_sizes={"train": 16, "dev": 10, "test": 10})
     probe_tasks(str(other), [reg.get("neg_movie")], store=Store(home),
                 run=RunSettings(seed=0), probe=ProbeSettings(epochs=1, max_length=32))

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +73,7 @@ __all__ = [
     "TASK_INFO",
     "DemoTaskInfo",
     "generate",
+    "vocabulary",
 ]
 
 DEMO_SUITE: str = "demo"
@@ -663,3 +664,16 @@ def _combo_block(rng: random.Random, combos: tuple[tuple[int, ...], ...]) -> lis
     for zero, one in zip(zeros, ones, strict=True):
         block.extend((zero, one) if rng.random() < 0.5 else (one, zero))
     return block
+
+
+def vocabulary(sizes: Mapping[str, int] | None = None, seed: int = 0) -> list[str]:
+    """The sorted words of the rows :func:`generate` gives every task for ``sizes`` (split ->
+    number of rows; default 60 training rows): the vocabulary of a tiny test tokenizer that
+    reads the demo texts without unknown words (``models.make_tiny_model(words=...)``)."""
+    words: set[str] = set()
+    for task in DEMO_TASKS:
+        for split, n in (sizes or {"train": 60}).items():
+            for row in generate(task, split, n, seed):
+                words.update(row["text_a"].split())
+                words.update(row.get("text_b", "").split())
+    return sorted(words)

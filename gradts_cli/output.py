@@ -130,6 +130,26 @@ def heatmap(matrix: Any, title: str, *, row_label: str = "L", col_label: str = "
 
 
 # -- progress ---------------------------------------------------------------------------------
+def _progress_bars(fields: str, *, transient: bool, remaining: bool = False) -> Any:
+    """The Rich progress display every live view uses: spinner, description, bar, count,
+    elapsed (and remaining) time, then ``fields`` (a column template of the task's fields)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import Progress as RichProgress
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               MofNCompleteColumn(), TimeElapsedColumn()]
+    if remaining:
+        columns.append(TimeRemainingColumn())
+    return RichProgress(*columns, TextColumn(fields), console=err, transient=transient)
+
+
 @contextmanager
 def progress_reporter() -> Iterator[Any]:
     """A callback for engine :class:`Progress` events: Rich bars on a TTY, else sparse lines."""
@@ -137,20 +157,8 @@ def progress_reporter() -> Iterator[Any]:
         yield lambda event: None
         return
     if err.is_terminal:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-        from rich.progress import Progress as RichProgress
-
         bars: dict[tuple[str, str | None], Any] = {}
-        with RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                      MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                      TextColumn("{task.fields[metrics]}"), console=err, transient=False) as bar:
+        with _progress_bars("{task.fields[metrics]}", transient=False, remaining=True) as bar:
             def on_event(event: Progress) -> None:
                 key = (event.stage, event.task)
                 desc = f"{event.stage}" + (f" [bold]{event.task}[/bold]" if event.task else "")
@@ -543,19 +551,7 @@ def fg_live(primary: str, main_metric: str) -> Iterator[Any]:
         yield on_plain
         return
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-    from rich.progress import Progress as RichProgress
-
-    with RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                      MofNCompleteColumn(), TimeElapsedColumn(),
-                      TextColumn("{task.fields[metrics]}"), console=err,
-                      transient=True) as bar:
+    with _progress_bars("{task.fields[metrics]}", transient=True) as bar:
         current: dict[str, Any] = {}
 
         def on_event(event: Progress) -> None:
@@ -938,19 +934,7 @@ def demo_progress() -> Iterator[Any]:
         yield on_plain
         return
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-    from rich.progress import Progress as RichProgress
-
-    with RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                      MofNCompleteColumn(), TimeElapsedColumn(),
-                      TextColumn("[dim]{task.fields[status]}"), console=err,
-                      transient=False) as bar:
+    with _progress_bars("[dim]{task.fields[status]}", transient=False) as bar:
         ids: dict[str, Any] = {}
 
         def on_event(event: Progress) -> None:

@@ -32,10 +32,6 @@ def set_quiet(quiet: bool) -> None:
     _state["quiet"] = bool(quiet)
 
 
-def is_quiet() -> bool:
-    return _state["quiet"]
-
-
 # -- messages ---------------------------------------------------------------------------------
 def info(message: str) -> None:
     if not _state["quiet"]:

@@ -25,10 +25,6 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 
-def noop(_: Progress) -> None:
-    """A progress callback that ignores every event."""
-
-
 def emit(progress: ProgressFn | None, *args: object, **kwargs: object) -> None:
     """Send an event if there is a listener (``emit(cb, "stage", task=..., done=...)``)."""
     if progress is not None:

@@ -103,23 +103,20 @@ class ImportanceResult:
         return self.matrices[estimator]
 
     def iter_instances(self) -> Iterator[tuple[Any, Any]]:
-        """Yield ``(index (n,), R (n, L, H))`` chunk by chunk."""
+        """``(index (n,), R (n, L, H))`` chunk by chunk; an error at once (not on the first
+        ``next``) when the probe kept no instance matrices."""
         if not self.has_instances:
             raise MissingResultError(
                 f"probe of '{self.task}' was run with --no-instances",
                 hint=f"rerun: gradts probe --model {self.model_name} --task {self.task} --force")
-        for name in self.entry.info["chunks"]:
-            arrays = self.store.load_arrays(self.entry, name)
-            yield arrays["index"], arrays["R"]
+        return ((a["index"], a["R"]) for a in (self.store.load_arrays(self.entry, name)
+                                               for name in self.entry.info["chunks"]))
 
     def instances(self) -> tuple[Any, Any]:
         """All instance matrices at once: ``(index (N,), R (N, L, H))``."""
         import numpy as np
 
-        idx, rs = zip(*self.iter_instances(), strict=True) if self.has_instances else ((), ())
-        if not idx:
-            self.iter_instances()  # raises the helpful error
-            return np.zeros(0, dtype=np.int64), np.zeros((0, self.num_layers, self.num_heads))
+        idx, rs = zip(*self.iter_instances(), strict=True)
         return np.concatenate(idx), np.concatenate(rs)
 
 

@@ -211,11 +211,6 @@ class EntryWriter:
         path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str), encoding="utf-8")
         self._done(path)
 
-    def save_bytes(self, name: str, data: bytes) -> None:
-        path = self._path(name)
-        path.write_bytes(data)
-        self._done(path)
-
     def commit(self, info: Mapping[str, Any] | None = None) -> Entry:
         """Write ``meta.json`` with checksums and move the entry into place atomically."""
         meta = {
@@ -434,10 +429,6 @@ class Store:
                     continue
                 out.append(Entry(str(path.relative_to(self.root).as_posix()), path, k, meta))
         return out
-
-    def find(self, kind: str, **match: Any) -> list[Entry]:
-        """Entries of ``kind`` whose ``spec`` has the given top-level values."""
-        return [e for e in self.entries(kind) if all(e.spec.get(k) == v for k, v in match.items())]
 
 
 def _acquire(fd: int, timeout: float | None, key: Key) -> None:

@@ -58,3 +58,12 @@ def test_missing_task_names_the_probe_command(tmp_path: Path) -> None:
     with pytest.raises(MissingResultError) as e:
         results.load_results(st, "m", ["a", "zz"])
     assert "gradts probe --model m --task zz" in (e.value.hint or "")
+
+
+def test_instances_of_a_probe_without_them_name_the_rerun(tmp_path: Path) -> None:
+    st = Store(tmp_path)
+    _probe(st, "a", 1, 1.0)  # written with no instance chunks (like --no-instances)
+    r = results.load_result(st, "m", "a")
+    for call in (r.instances, r.iter_instances):
+        with pytest.raises(MissingResultError, match="--no-instances"):
+            call()

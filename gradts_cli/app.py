@@ -24,7 +24,7 @@ from typer._click.exceptions import ClickException  # typer 0.29 vendors click
 from gradts_engine import __version__
 from gradts_engine import errors as E
 
-from . import output
+from . import launch, output
 from .options import State
 
 COMMANDS = ("data", "probe", "corr", "trial", "fg", "report", "demo", "config", "cache")
@@ -101,7 +101,7 @@ def _global(
     version: Annotated[bool | None, typer.Option(
         "--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None,
 ) -> None:
-    output.set_quiet(quiet)
+    output.set_quiet(quiet or not launch.is_main())  # under torchrun only rank 0 prints
     ctx.obj = State(home=home, config_file=config, tasks_files=list(tasks_file or []), quiet=quiet)
 
 
@@ -129,13 +129,15 @@ def exit_code_for(exc: BaseException) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, map errors to one line and an exit code."""
     debug = os.environ.get("GRADTS_DEBUG", "") not in ("", "0")
+    launch.remember(argv)
     try:
-        app(args=argv, prog_name="gradts", standalone_mode=False)
-        return 0
+        code = app(args=argv, prog_name="gradts", standalone_mode=False)
+        return code if isinstance(code, int) else 0  # typer.Exit(code) is returned, not raised
     except E.GradtsError as e:
         if debug:
             raise
-        output.error_line(e.message, e.hint)
+        launch.error(e.message, e.hint, exit_code_for(e),
+                     all_ranks=bool(e.details.get("all_ranks")))
         return exit_code_for(e)
     except typer.Exit as e:
         return int(getattr(e, "exit_code", 0) or 0)
@@ -150,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except Exception as e:
+        if launch.peer_failed(e) and not debug:  # another rank failed and reports it
+            return 1
+        raise
 
 
 def run() -> None:  # pragma: no cover - console script shim

@@ -56,6 +56,8 @@ at once (--force recomputes); an interrupted run resumes with the tasks not yet 
   gradts probe --model ./my-model --tasks cola,sst2 --max-train-examples 2000 --json
 
   gradts probe --model roberta-base --suite demo --measure qkv --device cuda --precision bf16
+
+  torchrun --nproc-per-node 8 -m gradts_cli probe --model bert-base-cased --suite glue
 """
 
 
@@ -87,8 +89,19 @@ def probe(
         "--estimator", help="Which task matrix the heatmaps show: during or after.")] = "during",
     force: ForceOpt = False,
     json_: JsonOpt = False,
+    nproc: Annotated[int | None, typer.Option(
+        "--nproc", min=1, help="Run in N processes on this machine (the same as torchrun "
+        "--nproc-per-node N; see docs/SCALE.md).", show_default=False)] = None,
 ) -> None:
     from gradts_engine.errors import UsageError
+
+    from .. import launch
+
+    if nproc is not None and nproc > 1:
+        if launch.world().distributed:
+            raise UsageError("--nproc inside a torchrun launch",
+                             hint="drop --nproc: torchrun already started the processes")
+        raise typer.Exit(launch.relaunch(nproc))
 
     check_choice(estimator, ESTIMATORS, "estimator", "--estimator")
     st = state(ctx)
@@ -123,6 +136,8 @@ def probe(
 
         result = probe_tasks(model_id, specs, store=store, run=cfg.run, probe=cfg.probe,
                              force=force, progress=on_event)
+    if not launch.is_main():
+        return  # rank 0 renders the whole run
     if json_:
         output.print_json(as_data(result))
         return

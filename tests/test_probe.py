@@ -343,10 +343,3 @@ def test_bad_settings_and_models(tiny, registry, tmp_path, monkeypatch):
     with pytest.raises((OfflineError, ModelError)):
         run_probe("no-such-org-gradts/no-such-model", spec, tmp_path)
     assert not Store(tmp_path).entries("probe")
-
-
-def test_linear_schedule():
-    f = probe.linear_schedule(10, 0.2)
-    assert [round(f(s), 3) for s in range(10)] == [0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5,
-                                                   0.375, 0.25, 0.125]
-    assert probe.linear_schedule(5, 0.0)(0) == 1.0

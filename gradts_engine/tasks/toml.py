@@ -28,7 +28,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import ConfigError, TaskError, did_you_mean
 from .spec import HubSource, LocalSource, TaskSpec, check_name
@@ -94,7 +94,7 @@ def _parse_local(raw: Mapping[str, Any], where: str, base: Path) -> LocalSource:
     for flag in ("header", "quoting"):
         if flag in raw and not isinstance(raw[flag], bool):
             raise ConfigError(f"{where}: source.{flag} must be true or false")
-    return LocalSource(resolved, fmt, bool(raw.get("header", True)),
+    return LocalSource(resolved, cast(Any, fmt), bool(raw.get("header", True)),
                        bool(raw.get("quoting", False)))
 
 

@@ -98,7 +98,7 @@ def _check_settings(probe: ProbeSettings) -> ProbeSettings:
     measure = parse_choice(Measure, probe.measure, "importance measure", "--measure")
     for name, value, low in (("epochs", probe.epochs, 1), ("batch-size", probe.batch_size, 1),
                              ("max-length", probe.max_length, 8)):
-        if value < low:
+        if value is not None and value < low:
             raise ConfigError(f"--{name} must be at least {low}, not {value}")
     if probe.max_train_examples is not None and probe.max_train_examples < 1:
         raise ConfigError(f"--max-train-examples must be at least 1, not "
@@ -162,10 +162,9 @@ def context(model: str, run: RunSettings, probe: ProbeSettings, store: Store) ->
             f"the {probe.measure} measure is not defined for {model_type!r} models like "
             f"{ref.name}", hint="use --measure gate or qkv")
     tokenizer = models.load_tokenizer(ref)
-    limit = models.model_max_length(config, tokenizer)
-    if probe.max_length > limit:
-        raise ConfigError(f"--max-length {probe.max_length} is longer than model {ref.name} "
-                          f"accepts ({limit} tokens)", hint=f"use --max-length {limit} or less")
+    # the one max-length rule (models.resolve_max_length); the key records the resolved value
+    probe = dataclasses.replace(probe, max_length=models.resolve_max_length(
+        probe.max_length, config, tokenizer, model=ref.name))
     ctx = ProbeContext(ref, config, tokenizer, device, dtype, run, probe, store,
                probe_settings(probe, run, precision_of(dtype)), _readable_model_name(ref))
     ctx.timings["resolve_s"] = time.perf_counter() - t0

@@ -19,9 +19,10 @@ from gradts_engine.config import RunSettings, TrialSettings
 from gradts_engine.errors import ConfigError, MissingResultError
 from gradts_engine.models import resolve_model
 from gradts_engine.mtl import EpochRecord, MTLResult
+from gradts_engine.selection.ledger import RunContext, run_key
+from gradts_engine.selection.trial import load_trial_summary, run_trial
 from gradts_engine.store import Store
 from gradts_engine.tasks import build_registry
-from gradts_engine.trial import load_trial_summary, run_key, run_trial
 
 SIZES = {"train": 48, "dev": 24, "test": 24}
 PRIMARY = "neg_movie"
@@ -193,10 +194,9 @@ def test_ledger_key_changes_with_settings(reg, store_root, model_dir) -> None:
         assert not set(s2.ledger_keys) & set(s.ledger_keys)
     # candidate order is part of the key: the same set in another order is another run
     from gradts_engine.mtl import MTLSettings
-    from gradts_engine.trial import _Context  # the key's context, built as run_trial does
 
     specs = {n: reg.get(n) for n in [PRIMARY, a, b]}
-    ctx = _Context("m", "m", reg.get(PRIMARY), specs, dict.fromkeys(specs, "fp"), {},
+    ctx = RunContext("m", "m", reg.get(PRIMARY), specs, dict.fromkeys(specs, "fp"), {},
                    MTLSettings(), "fp32", {"split": "dev"})
     k1, k2 = run_key(store, ctx, (a, b), 1), run_key(store, ctx, (b, a), 1)
     assert k1.digest != k2.digest
@@ -237,7 +237,7 @@ def test_seeds_means_and_noise_verdict(reg, store_root, model_dir) -> None:
 def test_paired_bootstrap_matches_direct_resampling(metric: str) -> None:
     """The vectorised resample metrics equal scikit-learn / SciPy on every resample."""
     from gradts_engine.metrics import METRIC_FUNCTIONS
-    from gradts_engine.trial import _resampled_metric, paired_bootstrap
+    from gradts_engine.selection.stats import paired_bootstrap, resampled_metric
 
     rng = np.random.default_rng(0)
     n, B = 40, 200
@@ -251,7 +251,7 @@ def test_paired_bootstrap_matches_direct_resampling(metric: str) -> None:
     r = np.random.default_rng(5)
     idx = r.integers(0, n, (B, n))
     W = np.stack([np.bincount(i, minlength=n) for i in idx]).astype(float)
-    got = _resampled_metric(metric, p1, y, W)
+    got = resampled_metric(metric, p1, y, W)
     want = np.array([fn(p1[i], y[i]) for i in idx])
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
     diffs = want - np.array([fn(p2[i], y[i]) for i in idx])

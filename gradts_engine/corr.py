@@ -40,8 +40,6 @@ from .correlate import (
     METHODS,
     InstanceSummary,
     RankedCandidate,
-    attach_bootstrap,
-    bootstrap_rankings_all,
     correlate_many,
     correlation_matrix,
     instance_summary,
@@ -56,6 +54,7 @@ from .errors import (
     did_you_mean,
 )
 from .progress import ProgressFn, Stage, emit
+from .rank_bootstrap import attach_bootstrap, bootstrap_rankings_all
 from .results import (
     ESTIMATORS,
     MEASURES,

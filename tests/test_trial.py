@@ -44,11 +44,12 @@ def model_dir(tmp_path):
     return str(d)
 
 
-def write_probe(store: Store, model: str, task: str, vec: np.ndarray, L: int = 3, H: int = 4):
+def write_probe(store: Store, model: str, task: str, vec: np.ndarray, L: int = 3, H: int = 4,
+                settings: dict | None = None):
     ref = resolve_model(model)
     key = results.probe_key(store, model_cache_id=ref.cache_id, model_name=model, task=task,
                             task_fingerprint={"name": task}, data_fingerprint="x",
-                            measure="gate", settings={})
+                            measure="gate", settings=settings or {})
     m = np.asarray(vec, dtype=np.float32).reshape(L, H)
     with store.writer(key, info={"task_name": task, "model_name": model, "num_layers": L,
                                  "num_heads": H, "num_instances": 0, "chunks": []}) as w:
@@ -349,3 +350,26 @@ def test_missing_probe_names_the_command(reg, store_root, model_dir) -> None:
     with pytest.raises(MissingResultError) as e:
         go(reg, store, model_dir, FakeTrainer({}))
     assert "gradts probe" in e.value.hint and CANDS[2] in e.value.hint
+
+
+def test_one_probe_rule_for_every_stage(reg, store_root, model_dir) -> None:
+    """A task probed twice with other settings: corr, trial (ranking, provenance, run keys) and
+    report use the same probe entries, and say that several settings groups exist."""
+    from gradts_engine.corr import correlate_tasks
+    from gradts_engine.report import build_report
+
+    store = Store(store_root)
+    probe_all(store, model_dir)
+    extra = write_probe(store, model_dir, CANDS[0], -np.arange(12.0), settings={"epochs": 9})
+    s = go(reg, store, model_dir, FakeTrainer({}), trial=TrialSettings(epochs=1, max_aux=1))
+    used = dict(s.probes)
+    assert set(used) == {PRIMARY, *CANDS} and str(extra) not in used.values()
+    assert s.ranking[0].task == CANDS[0]            # the planted order: the {} group was used
+    assert any("settings groups" in n for n in s.notes)
+    corr = correlate_tasks(store, model_dir, [PRIMARY, *CANDS], primary=PRIMARY)
+    assert {p.task: p.key for p in corr.probes} == used
+    assert any("settings groups" in w for w in corr.warnings)
+    rep = build_report(store, model_dir, PRIMARY)
+    assert {r.task: r.key for r in rep.probes} == used
+    (e,) = [e for e in store.entries("trial-run") if e.key_path == s.baseline.ledger[0]]
+    assert e.spec["importance"] == [used[PRIMARY]]

@@ -9,6 +9,7 @@ import typer
 
 from .. import output
 from ..options import JsonOpt, state
+from ..views import cache as views
 
 cache_app = typer.Typer(help="Inspect the cache (the store): list, verify, remove entries.",
                         no_args_is_help=True)
@@ -25,15 +26,10 @@ def list_(ctx: typer.Context,
           json_: JsonOpt = False) -> None:
     st = state(ctx).store()
     entries = st.entries(kind)
-    rows = [{"key": e.key_path, "kind": e.kind, "created": e.meta.get("created"),
-             "bytes": sum(f.get("bytes", 0) for f in e.meta.get("files", {}).values())}
-            for e in entries]
     if json_:
-        output.print_json({"root": str(st.root), "entries": rows})
+        output.print_json({"root": str(st.root), "entries": [views.entry_row(e) for e in entries]})
         return
-    output.table(f"cache at {st.root}", ["entry", "created", "size"],
-                 [(r["key"], r["created"], _size(r["bytes"])) for r in rows],
-                 caption=f"{len(rows)} entries")
+    output.show(views.list_table(st.root, entries))
 
 
 @cache_app.command("verify", help="Recompute every checksum; name the damaged entries.\n\n"
@@ -83,11 +79,3 @@ def rm(ctx: typer.Context,
             raise StoreError(f"no cache entry at {path}", hint="see `gradts cache list`")
         shutil.rmtree(path)
         output.success(f"removed {path}")
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)

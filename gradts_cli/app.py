@@ -126,13 +126,29 @@ def exit_code_for(exc: BaseException) -> int:
     return 1
 
 
+def _interrupted() -> int:
+    from .views.progress import interrupted_message
+
+    output.error_line(interrupted_message(), "finished work is cached: run the same command "
+                      "again to resume")
+    return EXIT_INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: run the app, map errors to one line and an exit code."""
+    """Console entry point: run the app, map errors to one line and an exit code.
+
+    Ctrl-C exits 130 with one line saying what finished (the first SIGINT stops at the next
+    safe point, see :mod:`gradts_engine.interrupts`); a closed stdout exits 0.
+    """
+    from gradts_engine import interrupts
+
     debug = os.environ.get("GRADTS_DEBUG", "") not in ("", "0")
     launch.remember(argv)
+    interrupts.install()
+    interrupts.reset()
     try:
-        code = app(args=argv, prog_name="gradts", standalone_mode=False)
-        return code if isinstance(code, int) else 0  # typer.Exit(code) is returned, not raised
+        # typer returns (not raises) Exit codes in this mode, 130 for a KeyboardInterrupt
+        rv = app(args=argv, prog_name="gradts", standalone_mode=False)
     except E.GradtsError as e:
         if debug:
             raise
@@ -140,26 +156,24 @@ def main(argv: list[str] | None = None) -> int:
                      all_ranks=bool(e.details.get("all_ranks")))
         return exit_code_for(e)
     except typer.Exit as e:
-        return int(getattr(e, "exit_code", 0) or 0)
+        rv = int(getattr(e, "exit_code", 0) or 0)
     except ClickException as e:
         if debug:
             raise
         e.show(file=sys.stderr)
         return e.exit_code
     except (KeyboardInterrupt, typer.Abort):
-        output.error_line("interrupted", "finished work is cached; run the same command again to "
-                          "resume")
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
+        return _interrupted()
+    except (output.PipeClosed, BrokenPipeError):
         return 0
     except Exception as e:
         if launch.peer_failed(e) and not debug:  # another rank failed and reports it
             return 1
         raise
-
-
-def run() -> None:  # pragma: no cover - console script shim
-    sys.exit(main())
+    code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+    if code == EXIT_INTERRUPTED:
+        return _interrupted()
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

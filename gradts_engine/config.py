@@ -109,6 +109,8 @@ NON_SETTING_ENV: dict[str, str] = {
     "GRADTS_HOME": "the store root (as --home)",
     "GRADTS_CONFIG_DIR": "the user config directory (config.toml, tasks/)",
     "GRADTS_DEBUG": "1 shows tracebacks",
+    "GRADTS_DIST_TIMEOUT": "seconds a rank waits for the others (distributed runs)",
+    "GRADTS_DIST_ERRORS": "where ranks record a failure for the --nproc launcher (internal)",
 }
 # Settings that only a command-line flag or the user config file may switch on (security).
 FLAG_OR_USER_ONLY = ("run.trust_remote_code",)

@@ -53,7 +53,7 @@ from .errors import ConfigError, StoreError
 __all__ = ["ENV_ERRORS", "TIMEOUT_ENV", "World", "all_gather_json", "all_gather_rows",
            "all_reduce_sum_", "assign_lpt", "barrier", "batch_slice", "broadcast_json",
            "check_same_store", "current", "describe", "from_env", "init", "merge_shards",
-           "shard_indices"]
+           "rank_part", "shard_indices"]
 
 TIMEOUT_ENV = "GRADTS_DIST_TIMEOUT"   # seconds a collective may wait (a rank still computing)
 ENV_ERRORS = "GRADTS_DIST_ERRORS"     # directory where a failing rank records its error
@@ -163,6 +163,8 @@ def _exit_on_sigterm() -> None:
         return
 
     def stop(signum: int, frame: Any) -> None:
+        if not threading.main_thread().is_alive():  # already exiting (atexit, finalizers)
+            return
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
@@ -199,6 +201,22 @@ def batch_slice(idx: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     import numpy as np
 
     return np.array_split(np.asarray(idx), world_size)[rank]
+
+
+def rank_part(idx: np.ndarray, world: World) -> tuple[np.ndarray, float]:
+    """This rank's examples of one global batch ``idx`` (B,) and the weight of their loss sum.
+
+    DDP averages gradients over the W ranks, so with the loss ``weight * sum(losses)`` and
+    ``weight = W / B`` the average is the gradient of the global batch's mean loss, as one
+    process computes it. A rank whose slice is empty (B < W) takes one example at weight 0:
+    every rank must run the backward of every step.
+    """
+    import numpy as np
+
+    local = batch_slice(idx, world.rank, world.size)
+    if local.size == 0:
+        return np.asarray(idx)[:1], 0.0
+    return local, world.size / len(idx)
 
 
 def shard_indices(n: int, rank: int, world_size: int) -> np.ndarray:

@@ -171,6 +171,7 @@ class PassSettings:
     keep_instances: bool = True       # write R_i (else only their mean)
     chunk_size: int = 8192            # instance matrices per instances-NNNNN file
     lr: float | None = None           # named in the hint of a non-finite result
+    world: Any = None                 # distributed.World: shard each chunk over its ranks
 
 
 @contextlib.contextmanager
@@ -225,8 +226,9 @@ def importance_pass(net: Any, layout: Any, encoded: Any, kind: str, s: PassSetti
     emit(progress, Stage.IMPORTANCE, task=task, done=0, total=n)
     try:
         with freeze:
-            chunks = _walk(fn, encoded, s, total, writer if s.keep_instances else None,
-                           task, progress)
+            walk = _walk if s.world is None or not s.world.distributed else _walk_sharded
+            chunks = walk(fn, encoded, s, total, writer if s.keep_instances else None,
+                          task, progress)
     finally:
         if gates is not None:
             gates.remove()
@@ -275,6 +277,59 @@ def _walk(fn: Callable[[Mapping[str, Any]], Any], encoded: Any, s: PassSettings,
         if buf is not None:
             name = f"instances-{c:05d}"
             writer.save_arrays(name, {"R": buf.cpu().numpy(), "index": idx.astype(np.int64)})
+            chunks.append(f"{name}.safetensors")
+    return chunks
+
+
+def _walk_sharded(fn: Callable[[Mapping[str, Any]], Any], encoded: Any, s: PassSettings,
+                  total: Any, writer: Any, task: str | None, progress: ProgressFn | None
+                  ) -> list[str]:
+    """:func:`_walk` with each chunk sharded over the ranks of ``s.world`` (DESIGN.md §5).
+
+    Rank r takes its :func:`distributed.shard_indices` of the chunk (the distributed sampler's
+    layout: padded with duplicates to a multiple of W); the ranks' ``(index, R)`` shards are
+    gathered and merged by index (:func:`distributed.merge_shards`: duplicates dropped, every
+    index once, in order), so every rank adds the same ``sum_i R_i`` into ``total`` and rank
+    0's ``writer`` writes the same chunk files as one process.
+    """
+    import torch
+
+    from . import data, distributed, interrupts
+
+    world = s.world
+    n = len(encoded)
+    lengths = encoded.lengths()
+    chunks: list[str] = []
+    done, last_emit, t0 = 0, -math.inf, time.perf_counter()
+    L, H = total.shape
+    for c, start in enumerate(range(0, n, s.chunk_size)):
+        n_c = min(n, start + s.chunk_size) - start
+        mine = start + distributed.shard_indices(n_c, world.rank, world.size)   # (k,)
+        order = mine[np.argsort(-lengths[mine], kind="stable")]                  # longest first
+        parts = []
+        for b0 in range(0, len(order), s.batch_size):
+            interrupts.check()
+            b_idx = order[b0:b0 + s.batch_size]
+            batch = to_device(data.collate(encoded, b_idx, s.pad_id), s.device)
+            with autocast(s.device, s.dtype):
+                parts.append(fn(batch).float())                                 # (B, L, H)
+            now = time.perf_counter()
+            if now - last_emit >= EMIT_SECONDS:
+                last_emit = now
+                emit(progress, Stage.IMPORTANCE, task=task, done=done + b0 * world.size,
+                     total=n, metrics={"ex/s": (done + b0 * world.size) / max(now - t0, 1e-9)})
+        R_mine = (torch.cat(parts).cpu().numpy() if parts
+                  else np.zeros((0, L, H), np.float32))                          # (k, L, H)
+        shards = zip(distributed.all_gather_rows(world, order - start),
+                     distributed.all_gather_rows(world, R_mine), strict=True)
+        R = distributed.merge_shards(n_c, list(shards))                          # (n_c, L, H)
+        total += torch.from_numpy(R).to(total.device).sum(0, dtype=torch.float64)
+        done += n_c
+        emit(progress, Stage.IMPORTANCE, task=task, done=done, total=n,
+             metrics={"ex/s": done / max(time.perf_counter() - t0, 1e-9)})
+        if writer is not None and world.is_main:
+            name = f"instances-{c:05d}"
+            writer.save_arrays(name, {"R": R, "index": np.arange(start, start + n_c)})
             chunks.append(f"{name}.safetensors")
     return chunks
 

@@ -324,7 +324,8 @@ def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] 
               subsets: Mapping[str, np.ndarray] | None = None,
               eval_split: str = "dev", eval_index: np.ndarray | None = None,
               report: Mapping[str, tuple[str, np.ndarray | None]] | None = None,
-              progress: ProgressFn | None = None, label: str | None = None) -> MTLResult:
+              progress: ProgressFn | None = None, label: str | None = None,
+              data_parallel: bool = False) -> MTLResult:
     """Train ``primary`` with the auxiliary tasks ``aux`` (see the module docstring).
 
     ``model``: a :class:`ModelRef` or a name for :func:`models.resolve_model`. ``settings``:
@@ -332,6 +333,9 @@ def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] 
     ``run.seed``. ``subsets``: task -> train-split indices to use. ``eval_index``: positions
     in ``eval_split`` used for choosing the best epoch. ``report``: name -> (split, indices or
     None) scored with the best epoch's weights. ``label`` names the run in progress events.
+    ``data_parallel``: under torchrun, all ranks train this one run together (DDP, each rank
+    its slice of every global batch; the same result as one process); otherwise every process
+    trains alone.
     """
     import torch
 
@@ -353,7 +357,11 @@ def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] 
     net = build_task_model(ref, {t: td.spec.num_outputs for t, td in d.tasks.items()},
                            seed=seed)
     net.to(device)
-    run_ = _Run(primary, names, s, seed, device, dtype, label or " + ".join(names), progress)
+    from . import distributed
+
+    world = distributed.current() if data_parallel else distributed.World()
+    run_ = _Run(primary, names, s, seed, device, dtype, label or " + ".join(names), progress,
+                world)
     records, best, best_state = run_.train(net, d)
     report_metrics: dict[str, dict[str, float]] = {}
     if d.report_sets:
@@ -389,6 +397,7 @@ class _Run:
     dtype: Any
     label: str
     progress: ProgressFn | None
+    world: Any = None                # distributed.World: DDP over its ranks when several
 
     @property
     def eval_bs(self) -> int:
@@ -396,7 +405,7 @@ class _Run:
 
     def train(self, net: Any, d: _Data) -> tuple[list[EpochRecord], _Best, dict[str, Any] | None]:
         """Every epoch: train on the pooled batches, evaluate the primary, keep the best."""
-        from . import models
+        from . import distributed, models
         from .data import collate
         from .training import Trainer, TrainPlan, to_device
 
@@ -410,17 +419,21 @@ class _Run:
                          stage=Stage.MTL,
                          message=self.label, grad_clip=s.grad_clip)
         last_dev: dict[str, float] = {}
+        world = self.world if self.world is not None else distributed.World()
         trainer = Trainer(net, plan, device=self.device, dtype=self.dtype,
                           progress=self.progress,
                           extra_metrics=lambda: {"epoch": float(trainer.current_epoch + 1),
-                                                 **last_dev})
+                                                 **last_dev},
+                          data_parallel=world.distributed, find_unused=True)
 
         def loss_of(t: str, idx: np.ndarray) -> tuple[Any, int]:
             td = d.tasks[t]
-            b = to_device(collate(td.train, idx, d.pad_id), self.device)
+            local, weight = distributed.rank_part(idx, world)   # all of idx in 1 process
+            b = to_device(collate(td.train, local, d.pad_id), self.device)
             with trainer.autocast():
                 logits = trainer.model(t, **{k: v for k, v in b.items() if k != "labels"})
-            loss = models.per_example_loss(logits, b["labels"], td.spec.kind).mean()
+            losses = models.per_example_loss(logits, b["labels"], td.spec.kind)   # (B,)
+            loss = losses.mean() if not world.distributed else losses.sum() * weight
             return (loss * s.aux_weight if t != primary.name else loss), len(idx)
 
         rng = np.random.default_rng(self.seed)

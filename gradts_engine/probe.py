@@ -25,6 +25,7 @@ half-written, and the next run continues with the rest.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -131,6 +132,7 @@ class ProbeContext:
     model_name: str
     timings: dict[str, float] = field(default_factory=dict)
     world: Any = None           # distributed.World: this process's rank (None: one process)
+    data_parallel: bool = False  # all ranks train one task together (DDP, sharded pass)
 
     @property
     def measure(self) -> Measure:
@@ -359,7 +361,8 @@ def pass_settings(ctx: ProbeContext, *, chunk_size: int | None = None) -> Any:
     return PassSettings(measure=ctx.measure, batch_size=ctx.probe.batch_size, pad_id=ctx.pad_id,
                         device=ctx.device, dtype=ctx.dtype,
                         keep_instances=bool(ctx.probe.instances),
-                        chunk_size=chunk_size or INSTANCES_PER_CHUNK, lr=ctx.probe.lr)
+                        chunk_size=chunk_size or INSTANCES_PER_CHUNK, lr=ctx.probe.lr,
+                        world=ctx.world if ctx.data_parallel else None)
 
 
 def after_pass(ctx: ProbeContext, spec: TaskSpec, net: Any, layout: Any, encoded: Any, w: Any,
@@ -376,34 +379,47 @@ def fine_tune(ctx: ProbeContext, spec: TaskSpec, net: Any, layout: Any, encoded:
     """Fine-tune ``net`` on ``encoded``; returns training metrics and ``during_raw`` (L, H).
 
     ``during=False`` trains without gates or per-step importance (``during_raw`` stays 0): a
-    plain fine-tuning run, e.g. the baseline of ``benchmarks/probe.py``.
+    plain fine-tuning run, e.g. the baseline of ``benchmarks/probe.py``. With
+    ``ctx.data_parallel`` every rank takes its slice of each global batch (DDP, see
+    :func:`distributed.rank_part`) and the gate gradients are summed over ranks before ``|.|``.
     """
-    from . import data, importance, models
+    from . import data, distributed, importance, models
     from .training import Trainer, TrainPlan, batches_of, to_device
 
     probe, device = ctx.probe, ctx.device
     n = len(encoded)
     total = probe.epochs * math.ceil(n / probe.batch_size)
+    world = ctx.world if ctx.data_parallel and ctx.world is not None else distributed.World()
+    W = world.size
+
+    def across_ranks(g: Any) -> Any:       # the global batch's gate gradient (L, H)
+        return distributed.all_reduce_sum_(g, world) / W
+
     if not during:
         hook: Any = None
     elif ctx.measure == Measure.GATE:
-        hook = importance.GateDuring(net, layout, device)
-    else:
+        hook = importance.GateDuring(net, layout, device,
+                                     reduce=across_ranks if W > 1 else None)
+    else:  # DDP has averaged the weight gradients already
         hook = importance.WeightGradDuring(net, layout, ctx.measure, device)
     gates = hook if isinstance(hook, importance.GateDuring) else None
     plan = TrainPlan(total_steps=total, epochs=probe.epochs, lr=probe.lr,
                      weight_decay=probe.weight_decay, warmup=probe.warmup,
                      label=f"task '{spec.name}'", task=spec.name, stage=Stage.FINE_TUNE)
     trainer = Trainer(net, plan, device=device, dtype=ctx.dtype, progress=progress,
-                      on_step=hook)
+                      on_step=hook, data_parallel=W > 1)
 
     def loss_of(_task: str, idx: np.ndarray) -> tuple[Any, int]:
-        batch = to_device(data.collate(encoded, idx, ctx.pad_id), device)
+        local, weight = distributed.rank_part(idx, world)
+        batch = to_device(data.collate(encoded, local, ctx.pad_id), device)
         if gates is not None:
-            gates.open(len(idx), device=device)                                  # (B, L, H)
+            gates.open(len(local), device=device)                                # (B, L, H)
         with trainer.autocast():
             logits = trainer.model(**_inputs(batch))
-        return models.per_example_loss(logits, batch["labels"], spec.kind).mean(), len(idx)
+        losses = models.per_example_loss(logits, batch["labels"], spec.kind)     # (B,)
+        if W == 1:
+            return losses.mean(), len(idx)
+        return losses.sum() * weight, len(idx)
 
     last = None
     try:
@@ -476,12 +492,13 @@ def _dev_metrics(ctx: ProbeContext, spec: TaskSpec, net: Any,
 # Several processes (DESIGN.md §5, distributed.py)
 # ---------------------------------------------------------------------------------------------
 def _world_info(ctx: ProbeContext) -> dict[str, Any]:
-    """Which rank computed an entry, out of how many (recorded in its info)."""
+    """Which rank computed an entry, out of how many, and how (recorded in its info)."""
     world = ctx.world
     if world is None or not world.distributed:
         return {}
     return {"distributed": {"rank": world.rank, "world_size": world.size,
-                            "backend": world.backend}}
+                            "backend": world.backend,
+                            "parallel": "data" if ctx.data_parallel else "task"}}
 
 
 def _pending_cost(ctx: ProbeContext, spec: TaskSpec, force: bool) -> int:
@@ -508,8 +525,10 @@ def _probe_parallel(ctx: ProbeContext, model: str, tasks: Sequence[TaskSpec], *,
 
     Each rank measures the cost of every W-th task, all ranks agree on the costs and compute
     the same assignment (:func:`distributed.assign_lpt`); each task is written by the rank
-    that probed it, under the key's lock. Every rank returns the whole run (read back from the
-    store), rank 0's ``progress`` sees its own tasks and a ``done`` event for every other.
+    that probed it, under the key's lock. With fewer tasks to compute than ranks, all ranks
+    probe each task together instead (:func:`_probe_one_dp`: data parallelism). Every rank
+    returns the whole run (read back from the store); rank 0's ``progress`` sees its own
+    tasks and a ``done`` event for every other.
     """
     import torch
 
@@ -526,11 +545,20 @@ def _probe_parallel(ctx: ProbeContext, model: str, tasks: Sequence[TaskSpec], *,
         for i, cost in part.items():
             costs[int(i)] = int(cost)
     pending = [i for i, c in enumerate(costs) if c >= 0]
-    plan = distributed.assign_lpt([costs[i] for i in pending], world.size)
     seconds: dict[str, float] = {}
-    for j in plan[world.rank]:
-        spec = tasks[pending[j]]
-        seconds[str(pending[j])] = _probe_one(ctx, spec, force=force, progress=progress).seconds
+    if len(pending) >= world.size:            # task parallelism: whole tasks, largest first
+        plan = distributed.assign_lpt([costs[i] for i in pending], world.size)
+        for j in plan[world.rank]:
+            spec = tasks[pending[j]]
+            seconds[str(pending[j])] = _probe_one(ctx, spec, force=force,
+                                                  progress=progress).seconds
+    else:                                     # more ranks than tasks: all ranks on each task
+        ctx.data_parallel = True
+        try:
+            for i in sorted(pending, key=lambda i: -costs[i]):
+                seconds[str(i)] = _probe_one_dp(ctx, tasks[i], force=force, progress=progress)
+        finally:
+            ctx.data_parallel = False
     done: dict[int, float] = {}
     for part in distributed.all_gather_json(world, seconds):   # also: every unit is stored
         done.update((int(i), float(s)) for i, s in part.items())
@@ -547,4 +575,47 @@ def _probe_parallel(ctx: ProbeContext, model: str, tasks: Sequence[TaskSpec], *,
                  metrics={"seconds": done[i]})
         outcomes.append(ProbeOutcome(spec.name, False, done[i],
                                      results.read_result(ctx.store, entry, verify=False)))
-    return ProbeRun(model, ctx.ref.cache_id, ctx.probe.measure, tuple(outcomes))
+    return ProbeRun(model, ctx.ref.cache_id, ctx.measure, tuple(outcomes))
+
+
+class _NullWriter:
+    """What a rank other than 0 writes in a data-parallel unit: nothing (rank 0 writes)."""
+
+    def __init__(self) -> None:
+        self.info: dict[str, Any] = {}
+
+    def save_arrays(self, name: str, arrays: Mapping[str, Any]) -> None:
+        pass
+
+
+def _probe_one_dp(ctx: ProbeContext, spec: TaskSpec, *, force: bool,
+                  progress: ProgressFn | None) -> float:
+    """Data parallelism: every rank fine-tunes ``spec`` (DDP) and runs its shard of the pass.
+
+    Rank 0 holds the key's lock and writes the entry; the others compute the same steps
+    (:func:`fine_tune`, :func:`importance._walk_sharded`) and write nothing. Returns seconds.
+    """
+    from . import data, distributed
+
+    world, t0 = ctx.world, time.perf_counter()
+    split = data.load_split(spec, "train", store=ctx.store,
+                            max_examples=ctx.probe.max_train_examples)
+    key = _key(ctx, spec)
+    encoded = data.encode_split(split, ctx.tokenizer, tokenizer_id=ctx.ref.cache_id,
+                                max_length=ctx.probe.max_length, store=ctx.store)
+    _check_labels(spec, encoded.labels)
+    with ctx.store.lock(key) if world.is_main else contextlib.nullcontext():
+        # another gradts process may have finished it meanwhile: rank 0 decides for all
+        if distributed.broadcast_json(world, not force and ctx.store.exists(key)):
+            return time.perf_counter() - t0
+        load_s = time.perf_counter() - t0
+        writer: Any = (ctx.store.writer(key) if world.is_main
+                       else contextlib.nullcontext(_NullWriter()))
+        with writer as w:
+            info = _compute(ctx, spec, encoded, w, progress)
+            info["timings"]["load_s"] = round(load_s + info["timings"].pop("build_s"), 3)
+            w.info.update(info)
+    distributed.barrier(world)             # the entry is in place before any rank reads it
+    seconds = time.perf_counter() - t0
+    emit(progress, Stage.DONE, task=spec.name, done=1, total=1, metrics={"seconds": seconds})
+    return seconds

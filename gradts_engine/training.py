@@ -227,21 +227,36 @@ class Trainer:
     ``trainer.epoch(e, batches, loss_of)`` runs one epoch: ``batches`` yields ``(group,
     item)`` pairs (group: the task the batch belongs to), ``loss_of(group, item)`` returns the
     batch's scalar loss and its number of examples, and runs its forward inside
-    ``trainer.autocast()`` on ``trainer.model`` (the DDP wrapper under torchrun). ``on_step``
+    ``trainer.autocast()`` on ``trainer.model`` (the DDP wrapper under torchrun).
+    Data-parallel (``data_parallel``, DDP over all ranks): every rank gets the same batches,
+    ``loss_of`` returns this rank's share of the global batch's mean loss times W
+    (:func:`distributed.rank_part`) and the *global* batch size, and the epoch's losses are
+    averaged over ranks, so :class:`EpochStats` equal one process's. ``find_unused``: DDP
+    tolerates parameters a step does not use (a multi-task model's other heads). ``on_step``
     is the hook of :class:`StepInfo`; ``extra_metrics()`` adds to every progress event.
     """
 
     def __init__(self, model: Any, plan: TrainPlan, *, device: Any, dtype: Any,
                  progress: ProgressFn | None = None,
                  on_step: Callable[[StepInfo], None] | None = None,
-                 extra_metrics: Callable[[], Mapping[str, float]] | None = None) -> None:
+                 extra_metrics: Callable[[], Mapping[str, float]] | None = None,
+                 data_parallel: bool | None = None, find_unused: bool = False) -> None:
         import torch
 
         self.plan, self.device, self.dtype = plan, device, dtype
         self.progress, self.on_step, self.extra_metrics = progress, on_step, extra_metrics
         self.accelerator = make_accelerator(device, dtype)
+        # DDP over all processes (None: whenever there are several); False: this process
+        # trains alone (task parallelism: each rank its own unit, distributed.py)
+        ddp = self.accelerator.num_processes > 1 if data_parallel is None else data_parallel
+        if ddp and find_unused:  # multi-task: a step leaves the other tasks' heads unused
+            from accelerate.utils import DistributedDataParallelKwargs
+
+            self.accelerator.ddp_handler = DistributedDataParallelKwargs(
+                find_unused_parameters=True)
+        self.ddp = bool(ddp and self.accelerator.num_processes > 1)
         self.model = (self.accelerator.prepare_model(model, device_placement=False)
-                      if self.accelerator.num_processes > 1 else model)
+                      if self.ddp else model)
         optimizer = make_optimizer(model, lr=plan.lr, weight_decay=plan.weight_decay,
                                    device=device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -288,8 +303,13 @@ class Trainer:
                 self._report(epoch, force=False)
         self._report(epoch, force=True)
         names = list(loss_sum)
-        values = (torch.stack([*loss_sum.values(), *weighted.values()]).cpu().tolist()
-                  if names else [])
+        stacked = torch.stack([*loss_sum.values(), *weighted.values()]) if names else None
+        if self.ddp and stacked is not None:  # every rank has the same groups and batches
+            import torch.distributed as dist
+
+            dist.all_reduce(stacked)
+            stacked = stacked / self.accelerator.num_processes
+        values = stacked.cpu().tolist() if stacked is not None else []
         return EpochStats(
             epoch, {t: values[i] / n_batches[t] for i, t in enumerate(names)},
             {t: values[len(names) + i] / max(examples[t], 1) for i, t in enumerate(names)},

@@ -256,6 +256,102 @@ def test_task_parallel_probe_equals_one_process(tiny, tmp_path):
     assert not any(t["cached"] for t in doc["tasks"])
 
 
+@pytest.fixture(scope="module")
+def tiny_nodrop(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny model without dropout: a training step is a function of the batch alone."""
+    from gradts_engine import models
+    from gradts_engine.tasks import demo
+
+    path = models.make_tiny_model(tmp_path_factory.mktemp("tiny0"),
+                                  words=demo.vocabulary({"train": 40}))
+    cfg = json.loads((path / "config.json").read_text())
+    cfg.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (path / "config.json").write_text(json.dumps(cfg))
+    return str(path)
+
+
+@pytest.mark.slow
+def test_data_parallel_probe_of_one_task_equals_one_process(tiny_nodrop, tmp_path):
+    """One task, 2 ranks: DDP fine-tuning (global batch 16 cut 8+8, the last 7 cut 4+3) and
+    the sharded after pass. 23 examples (odd): the sampler pads one duplicate, dropped.
+
+    Tolerance: rtol 1e-4 / atol 1e-6 (float32 reductions over other batch compositions;
+    measured differences about 1e-7). lr 1e-3 for 2 epochs (4 steps) so that the weights move:
+    a wrong gradient average would change the later steps' gate gradients and the after pass.
+    """
+    args = ["probe", "--model", tiny_nodrop, "--task", "match_city", "--epochs", "2",
+            "--batch-size", "16", "--max-length", "64", "--max-train-examples", "23",
+            "--lr", "1e-3", "--device", "cpu", "--json"]
+    one = gradts("--home", tmp_path / "one", *args)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = torchrun("-m", "gradts_cli", "--home", tmp_path / "two", *args)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = _probe_matrices(tmp_path / "one"), _probe_matrices(tmp_path / "two")
+    assert b["match_city"]["index"].tolist() == list(range(23))   # each index once, in order
+    assert b["match_city"]["R"].shape == (23, 2, 4)
+    for name in ("during", "after", "during_raw", "after_raw", "R"):
+        np.testing.assert_allclose(b["match_city"][name], a["match_city"][name], rtol=1e-4,
+                                   atol=1e-6, err_msg=name)
+    info1 = json.loads(one.stdout)["tasks"][0]["info"]
+    info2 = json.loads(two.stdout)["tasks"][0]["info"]
+    assert info2["distributed"] == {"rank": 0, "world_size": 2, "backend": "gloo",
+                                    "parallel": "data"}
+    assert info2["train"]["steps"] == info1["train"]["steps"] == 4   # the same schedule
+    assert info2["train"]["final_loss"] == pytest.approx(info1["train"]["final_loss"],
+                                                         rel=1e-5)
+
+
+MTL = textwrap.dedent("""
+    import json, sys
+    import torch
+    from gradts_engine import distributed
+    from gradts_engine.config import RunSettings
+    from gradts_engine.mtl import MTLSettings, train_mtl
+    from gradts_engine.store import Store
+    from gradts_engine.tasks import build_registry
+
+    torch.set_num_threads(1)
+    model, home, out = sys.argv[1:4]
+    reg = build_registry(include_user=False, demo_sizes={"train": 23, "dev": 16})
+    w = distributed.init("cpu")
+    r = train_mtl(model, reg.get("neg_movie"), [reg.get("match_city")], store=Store(home),
+                  run=RunSettings(device="cpu", seed=3),
+                  settings=MTLSettings(epochs=2, batch_size=8, lr=1e-3, max_length=48),
+                  data_parallel=True)
+    doc = {"world": w.size, "train_loss": [dict(e.train_loss) for e in r.epochs],
+           "examples": [dict(e.examples) for e in r.epochs],
+           "dev": [dict(e.dev_metrics) for e in r.epochs], "best": r.best_epoch,
+           "pred": r.dev_predictions.tolist()}
+    open(f"{out}-{w.rank}.json", "w").write(json.dumps(doc))
+""")
+
+
+@pytest.mark.slow
+def test_ddp_multi_task_training_equals_one_process(tiny_nodrop, tmp_path):
+    """Primary + 1 auxiliary, 23 training examples each (odd), batch 8: DDP on 2 ranks gives
+    the one process's epoch losses (rtol 1e-4: float32 sums over other batch splits),
+    examples seen, dev metrics and predictions."""
+    script = tmp_path / "mtl.py"
+    script.write_text(MTL)
+    one = subprocess.run([sys.executable, str(script), tiny_nodrop, str(tmp_path / "h1"),
+                          str(tmp_path / "one")], capture_output=True, text=True, timeout=240,
+                         cwd=ROOT, env=_env())
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = torchrun(script, tiny_nodrop, tmp_path / "h2", tmp_path / "two")
+    assert two.returncode == 0, two.stderr[-2000:]
+    a = json.loads((tmp_path / "one-0.json").read_text())
+    b0, b1 = (json.loads((tmp_path / f"two-{r}.json").read_text()) for r in range(2))
+    assert (a["world"], b0["world"]) == (1, 2)
+    assert b0 == b1                                          # the ranks agree on everything
+    assert b0["examples"] == a["examples"] and b0["best"] == a["best"]
+    assert b0["pred"] == a["pred"]
+    for ea, eb in zip(a["train_loss"], b0["train_loss"], strict=True):
+        assert eb == pytest.approx(ea, rel=1e-4)
+    assert a["train_loss"][0] != a["train_loss"][1]          # the weights moved
+    for ea, eb in zip(a["dev"], b0["dev"], strict=True):
+        assert eb == pytest.approx(ea, rel=1e-6)
+
+
 def _diverging_task(tmp_path: Path, scale: float) -> Path:
     """A regression task whose labels (+-scale) make the squared error overflow at 1e30."""
     train = tmp_path / "huge.tsv"

@@ -50,9 +50,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import RunSettings
 
 __all__ = ["CHECK_STEPS", "EMIT_SECONDS", "GRAD_CLIP", "EpochStats", "StepInfo", "TrainPlan",
-           "Trainer", "autocast", "device_name", "linear_schedule", "make_accelerator",
-           "make_optimizer", "param_groups", "precision_name", "precision_of", "to_device",
-           "warmup_steps"]
+           "Trainer", "autocast", "batches_of", "decays", "device_name", "linear_schedule",
+           "make_accelerator", "make_optimizer", "param_groups", "precision_name", "precision_of",
+           "predict", "to_device", "warmup_steps"]
 
 GRAD_CLIP = 1.0
 EMIT_SECONDS = 0.5     # progress (and the finite-loss check) at most this often ...
@@ -141,6 +141,33 @@ def to_device(batch: Mapping[str, Any], device: Any) -> dict[str, Any]:
     """Every tensor of ``batch`` on ``device`` (non-blocking from pinned host memory on CUDA)."""
     nb = getattr(device, "type", "cpu") == "cuda"
     return {k: v.to(device, non_blocking=nb) for k, v in batch.items()}
+
+
+def predict(forward: Callable[[dict[str, Any]], Any], encoded: Any, *, batch_size: int,
+            pad_id: int, device: Any, dtype: Any = None) -> Any:
+    """Outputs ``forward(inputs)`` (N, C) float32 of every example of ``encoded``, in its order.
+
+    No gradient, under :func:`autocast`; batches by length (:func:`data.batches`). The caller
+    sets the model's mode (``eval()`` for evaluation).
+    """
+    import numpy as np
+    import torch
+
+    from .data import batches, collate
+
+    outs: list[Any] = []
+    order: list[Any] = []
+    with torch.no_grad(), autocast(device, dtype):
+        for idx in batches(encoded, batch_size, shuffle=False, seed=0):
+            b = to_device(collate(encoded, idx, pad_id), device)
+            outs.append(forward({k: v for k, v in b.items() if k != "labels"}).float().cpu())
+            order.append(idx)
+    if not outs:
+        return np.zeros((0, 1), dtype=np.float32)
+    logits = torch.cat(outs).numpy()                                           # (N, C)
+    out = np.empty_like(logits)
+    out[np.concatenate(order)] = logits
+    return out
 
 
 def make_accelerator(device: torch.device, dtype: Any) -> Any:

@@ -273,7 +273,8 @@ class _Run:
                          lr=s.lr, weight_decay=s.weight_decay, warmup=s.warmup,
                          label=f"multi-task run {self.label}", task=primary.name,
                          stage=Stage.MTL,
-                         message=self.label, grad_clip=s.grad_clip)
+                         message=self.label, grad_clip=s.grad_clip,
+                         some_parameters_unused=len(d.tasks) > 1)
         last_dev: dict[str, float] = {}
         trainer = Trainer(net, plan, device=self.device, dtype=self.dtype,
                           progress=self.progress,

@@ -58,7 +58,7 @@ def check_settings(probe: ProbeSettings) -> ProbeSettings:
     measure = parse_choice(Measure, probe.measure, "importance measure", "--measure")
     for name, value, low in (("epochs", probe.epochs, 1), ("batch-size", probe.batch_size, 1),
                              ("max-length", probe.max_length, 8)):
-        if value < low:
+        if value is not None and value < low:
             raise ConfigError(f"--{name} must be at least {low}, not {value}")
     if probe.max_train_examples is not None and probe.max_train_examples < 1:
         raise ConfigError(f"--max-train-examples must be at least 1, not "
@@ -96,6 +96,12 @@ class ProbeContext:
         return Measure(self.probe.measure)
 
     @property
+    def max_length(self) -> int:
+        """The resolved max length (:func:`models.resolve_max_length` ran in :func:`context`)."""
+        assert self.probe.max_length is not None
+        return int(self.probe.max_length)
+
+    @property
     def pad_id(self) -> int:
         pad = getattr(self.tokenizer, "pad_token_id", None)
         return 0 if pad is None else int(pad)
@@ -122,10 +128,9 @@ def context(model: str, run: RunSettings, probe: ProbeSettings, store: Store) ->
             f"the {probe.measure} measure is not defined for {model_type!r} models like "
             f"{ref.name}", hint="use --measure gate or qkv")
     tokenizer = models.load_tokenizer(ref)
-    limit = models.model_max_length(config, tokenizer)
-    if probe.max_length > limit:
-        raise ConfigError(f"--max-length {probe.max_length} is longer than model {ref.name} "
-                          f"accepts ({limit} tokens)", hint=f"use --max-length {limit} or less")
+    # the one max-length rule (models.resolve_max_length); the key records the resolved value
+    probe = dataclasses.replace(probe, max_length=models.resolve_max_length(
+        probe.max_length, config, tokenizer, model=ref.name))
     ctx = ProbeContext(ref, config, tokenizer, device, dtype, run, probe, store,
                probe_settings(probe, run, precision_of(dtype)), _readable_model_name(ref))
     ctx.timings["resolve_s"] = time.perf_counter() - t0

@@ -170,23 +170,28 @@ def predict(forward: Callable[[dict[str, Any]], Any], encoded: Any, *, batch_siz
     return out
 
 
-def make_accelerator(device: torch.device, dtype: Any) -> Any:
+def make_accelerator(device: torch.device, dtype: Any, *,
+                     find_unused_parameters: bool = False) -> Any:
     """An ``Accelerator`` for ``device`` and the autocast ``dtype`` (device placement is ours).
 
     Accelerate keeps its state per process and refuses a second ``Accelerator`` with another
     precision; a single process (tests, one command probing on the CPU then on a GPU) resets
     that state; a distributed run must keep one device type and precision.
+    ``find_unused_parameters``: for DDP when a step leaves parameters unused (multi-task
+    training: the other tasks' heads).
     """
     import torch
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
-    from accelerate.utils import DistributedType
+    from accelerate.utils import DistributedDataParallelKwargs, DistributedType
 
     mixed = {"bf16": "bf16", "fp16": "fp16"}.get(precision_of(dtype), "no")
     want = "cpu" if device.type != "cuda" else "cuda"
     if want == "cuda" and device.index is not None:
         torch.cuda.set_device(device)
-    kwargs = {"cpu": want == "cpu", "mixed_precision": mixed, "device_placement": False}
+    kwargs = {"cpu": want == "cpu", "mixed_precision": mixed, "device_placement": False,
+              "kwargs_handlers": [DistributedDataParallelKwargs(
+                  find_unused_parameters=find_unused_parameters)]}
 
     def fits(acc: Any) -> bool:
         return bool(acc.device.type == want and acc.mixed_precision == mixed)
@@ -223,6 +228,7 @@ class TrainPlan:
     stage: Stage = Stage.FINE_TUNE   # Stage.FINE_TUNE (probe) or Stage.MTL
     message: str | None = None       # progress message; None: "epoch e/E"
     grad_clip: float = GRAD_CLIP
+    some_parameters_unused: bool = False   # a step may not use every parameter (DDP needs it)
 
 
 @dataclass(frozen=True)
@@ -266,7 +272,8 @@ class Trainer:
 
         self.plan, self.device, self.dtype = plan, device, dtype
         self.progress, self.on_step, self.extra_metrics = progress, on_step, extra_metrics
-        self.accelerator = make_accelerator(device, dtype)
+        self.accelerator = make_accelerator(
+            device, dtype, find_unused_parameters=plan.some_parameters_unused)
         self.model = (self.accelerator.prepare_model(model, device_placement=False)
                       if self.accelerator.num_processes > 1 else model)
         optimizer = make_optimizer(model, lr=plan.lr, weight_decay=plan.weight_decay,

@@ -323,7 +323,7 @@ def test_bad_settings_and_models(tiny, registry, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="unknown importance measure 'gates'"):
         run_probe(tiny, spec, tmp_path, probe_settings=ProbeSettings(measure="gates"))
     with pytest.raises(ConfigError, match=r"--max-length 512 is longer than model .* \(128"):
-        run_probe(tiny, spec, tmp_path, probe_settings=ProbeSettings())
+        run_probe(tiny, spec, tmp_path, probe_settings=ProbeSettings(max_length=512))
     with pytest.raises(ModelError, match="does not exist"):
         run_probe(str(tmp_path / "nowhere"), spec, tmp_path)
     bad = tmp_path / "t5"

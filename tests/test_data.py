@@ -510,3 +510,10 @@ def test_header_checks_unit():
                                       ("y", ["neg", "pos"], "classification", ("neg", "pos"))):
         with pytest.raises(DataError, match="looks like a header"):
             check_first_row("f", first, rest, kind, labels)
+
+
+def test_a_field_longer_than_the_csv_module_default_is_data(tmp_path):
+    long_text = "word " * 60_000  # 300 kB, over the csv module's default 128 kB field limit
+    f = write(tmp_path / "long.tsv", f"sentence\tlabel\n{long_text}\t1\nshort\t0\n")
+    sp = data.load_split(local_spec(files={"train": f}), "train")
+    assert len(sp) == 2 and sp.texts[0][0] == long_text and sp.labels.tolist() == [1, 0]

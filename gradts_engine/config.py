@@ -307,8 +307,9 @@ def _apply_env(values: dict[str, dict[str, Any]], sources: dict[str, str],
         raise ConfigError(f"unknown environment variable {var}",
                           hint=("set GRADTS_MAX_LENGTH (every stage reads [run] max_length)"
                                 if var in flag_only else
-                                (hint + " " if hint else "") + "see `gradts config` for the "
-                                "settings (GRADTS_<SECTION>_<KEY>)"))
+                                (hint + " " if hint else "") + "settings are "
+                                f"GRADTS_<SECTION>_<KEY> (e.g. GRADTS_PROBE_EPOCHS); unset {var}"
+                                " otherwise"))
     for var, name in known.items():  # GRADTS_<KEY> before GRADTS_RUN_<KEY>: the later wins
         if var in env and env[var] != "":
             section, key = name.split(".")

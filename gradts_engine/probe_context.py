@@ -13,7 +13,6 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,14 +42,6 @@ def probe_settings(probe: ProbeSettings, run: RunSettings, precision: str) -> di
         "warmup": probe.warmup, "weight_decay": probe.weight_decay, "seed": run.seed,
         "precision": precision, "instances": bool(probe.instances), "version": PROBE_VERSION,
     }
-
-
-def _readable_model_name(ref: Any) -> str:
-    """A short human-readable model name for the store path (hub id, or the directory)."""
-    if ref.commit or not Path(ref.name).expanduser().exists():
-        return ref.name
-    parts = Path(ref.path).resolve().parts
-    return "/".join(parts[-2:]) if parts[-1] in ("model", "models") else parts[-1]
 
 
 def check_settings(probe: ProbeSettings) -> ProbeSettings:
@@ -132,7 +123,7 @@ def context(model: str, run: RunSettings, probe: ProbeSettings, store: Store) ->
     probe = dataclasses.replace(probe, max_length=models.resolve_max_length(
         probe.max_length, config, tokenizer, model=ref.name))
     ctx = ProbeContext(ref, config, tokenizer, device, dtype, run, probe, store,
-               probe_settings(probe, run, precision_of(dtype)), _readable_model_name(ref))
+               probe_settings(probe, run, precision_of(dtype)), ref.store_name)
     ctx.timings["resolve_s"] = time.perf_counter() - t0
     return ctx
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, did_you_mean
+from .signal import FG_THRESHOLD
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -75,7 +76,7 @@ class TrialSettings:
 
 @dataclass(frozen=True)
 class FgSettings:
-    threshold: float = 0.62
+    threshold: float = FG_THRESHOLD
     keep_fraction: float | None = None
 
 

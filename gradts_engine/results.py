@@ -19,6 +19,7 @@ task spec fingerprint), ``data`` (its data fingerprint), ``measure`` and ``setti
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,13 @@ MEASURES = ("gate", "qkv", "legacy")
 
 
 def model_lookup_id(model: str) -> str:
-    """How a user's ``--model`` is matched against stored entries without network access."""
+    """How a user's ``--model`` is matched against stored entries without network access
+    (``minilm`` and the bundled MiniLM's Hub id match entries of the bundled copy)."""
+    from .errors import ModelError
+    from .models import resolve_model_name
+
+    with contextlib.suppress(ModelError):  # "minilm" without the demo extra: by name only
+        model = resolve_model_name(model)
     p = Path(model).expanduser()
     if p.exists():
         return str(p.resolve())

@@ -27,7 +27,8 @@ def test_list_verify_rm(capsys) -> None:
     listed = json.loads(capsys.readouterr().out)
     assert [e["key"] for e in listed["entries"]] == [path.relative_to(root).as_posix()]
     assert main(["cache", "verify", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"checked": 1, "damaged": []}
+    assert json.loads(capsys.readouterr().out) == {"checked": 1, "damaged": [],
+                                                   "unrecognised": [], "stray_temporaries": []}
     (path / "task.safetensors").write_bytes(b"garbage")
     assert main(["cache", "verify"]) == 10
     err = capsys.readouterr().err

@@ -29,6 +29,7 @@ from ..options import (
     split_list,
     state,
 )
+from ..views import trial as views
 
 COMPARE = ("random", "all")
 
@@ -132,7 +133,7 @@ def trial(
     from gradts_engine.signal import ImportanceSignal
 
     store = st.store()
-    with output.trial_live(p.name, p.main_metric) as on_event:
+    with views.progress(p.name, p.main_metric) as on_event:
         result = run_trial(model_id, p, cands, store=store, run=cfg.run, trial=cfg.trial,
                            signal=ImportanceSignal.parse(cfg.probe.measure, cfg.corr.estimator,
                                                          cfg.corr.method), compare=tuple(comp),
@@ -140,4 +141,5 @@ def trial(
     if json_:
         output.print_json(result.to_json())
         return
-    output.trial_report(result)
+    output.show(*views.renderables(result, n_classes=len(p.labels) or None))
+    output.info(views.footer(result))

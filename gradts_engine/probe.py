@@ -136,6 +136,12 @@ class ProbeContext:
         return Measure(self.probe.measure)
 
     @property
+    def max_length(self) -> int:
+        """The resolved max length (:func:`models.resolve_max_length` ran in :func:`context`)."""
+        assert self.probe.max_length is not None
+        return int(self.probe.max_length)
+
+    @property
     def pad_id(self) -> int:
         pad = getattr(self.tokenizer, "pad_token_id", None)
         return 0 if pad is None else int(pad)
@@ -237,7 +243,7 @@ def _probe_one(ctx: ProbeContext, spec: TaskSpec, *, force: bool,
         if not force and ctx.store.exists(key):  # another process finished it meanwhile
             return _cached(ctx, spec, key, t0, progress)
         encoded = data.encode_split(split, ctx.tokenizer, tokenizer_id=ctx.ref.cache_id,
-                                    max_length=ctx.probe.max_length, store=ctx.store)
+                                    max_length=ctx.max_length, store=ctx.store)
         _check_labels(spec, encoded.labels)
         load_s = time.perf_counter() - t0
         with ctx.store.writer(key) as w:
@@ -437,7 +443,7 @@ def _dev_metrics(ctx: ProbeContext, spec: TaskSpec, net: Any,
         if not split.has_labels:
             return None
         enc = data.encode_split(split, ctx.tokenizer, tokenizer_id=ctx.ref.cache_id,
-                                max_length=ctx.probe.max_length, store=ctx.store)
+                                max_length=ctx.max_length, store=ctx.store)
     except GradtsError as e:  # a dev-split problem must not cost the probe
         return {"error": e.message}
     emit(progress, Stage.DEV, task=spec.name, done=0, total=len(enc))

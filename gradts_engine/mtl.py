@@ -135,6 +135,8 @@ class MTLResult:
     report_metrics: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     train_sizes: Mapping[str, int] = field(default_factory=dict)
     examples_seen: Mapping[str, int] = field(default_factory=dict)
+    # report set -> (predictions (n,), labels (n,)) at the best epoch (scored, never chosen on)
+    report_predictions: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def score(self) -> float:
@@ -221,12 +223,14 @@ def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] 
     run_ = _Run(primary, names, s, seed, device, dtype, label or " + ".join(names), progress)
     records, best, best_state = run_.train(net, d)
     report_metrics: dict[str, dict[str, float]] = {}
+    report_preds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if d.report_sets:
         if best_state is not None and best[1] != s.epochs:
             net.load_state_dict(best_state)
         for name, enc in d.report_sets.items():
-            report_metrics[name], _ = evaluate(net, primary, enc, batch_size=run_.eval_bs,
-                                               pad_id=d.pad_id, device=device, dtype=dtype)
+            report_metrics[name], pred = evaluate(net, primary, enc, batch_size=run_.eval_bs,
+                                                  pad_id=d.pad_id, device=device, dtype=dtype)
+            report_preds[name] = (pred, np.asarray(enc.labels))
     del net, best_state
     sizes = {t: td.n for t, td in d.tasks.items()}
     seen_total = {t: sum(r.examples.get(t, 0) for r in records) for t in d.tasks}
@@ -236,7 +240,7 @@ def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] 
         main_metric=primary.main_metric, seconds=time.perf_counter() - t_start,
         dev_predictions=best[3], dev_labels=np.asarray(d.eval_enc.labels),
         dev_index=d.dev_index, eval_split=eval_split, report_metrics=report_metrics,
-        train_sizes=sizes, examples_seen=seen_total)
+        train_sizes=sizes, examples_seen=seen_total, report_predictions=report_preds)
 
 
 _Best = tuple[float, int, dict[str, float], np.ndarray]   # (score, epoch, metrics, predictions)

@@ -99,6 +99,56 @@ class Config:
     files: tuple[str, ...] = ()
 
 
+# Settings with a closed set of values (checked wherever the value came from), and the
+# GRADTS_* environment variables that are not settings.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "run.precision": PRECISIONS,
+    "probe.measure": ("gate", "qkv", "legacy"),
+    "corr.method": ("kendall", "spearman", "pearson"),
+    "corr.estimator": ("during", "after"),
+}
+DEVICE_HELP = "auto, cpu, cuda or cuda:N"
+OTHER_ENV = ("GRADTS_HOME", "GRADTS_CONFIG_DIR", "GRADTS_DEBUG")
+
+
+def valid_device(name: str) -> bool:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    name = name.lower()
+    return name in ("auto", "cpu", "cuda") or (
+        name.startswith("cuda:") and name[5:].isdigit())
+
+
+def _check_choices(values: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str]) -> None:
+    for key, choices in CHOICES.items():
+        section, name = key.split(".")
+        value = values[section].get(name)
+        if value is not None and value not in choices:
+            where = sources.get(key, key)
+            raise ConfigError(f"unknown {name} {value!r} ({where})",
+                              hint=did_you_mean(str(value), choices)
+                              or f"choose {name} from {', '.join(choices)}")
+    device = values["run"].get("device")
+    if device is not None and not valid_device(str(device)):
+        raise ConfigError(f"unknown device {device!r} ({sources.get('run.device')})",
+                          hint=f"use {DEVICE_HELP}")
+
+
+def _check_env_names(env: Mapping[str, str]) -> None:
+    """A ``GRADTS_*`` variable that names no setting is an error (a typo is not ignored)."""
+    known = set(OTHER_ENV)
+    for section, cls in SECTIONS.items():
+        for key in _field_types(cls):
+            known.add(f"GRADTS_{section.upper()}_{key.upper()}")
+            if section == "run":
+                known.add(f"GRADTS_{key.upper()}")
+    for var in sorted(env):
+        if var.startswith("GRADTS_") and var not in known:
+            raise ConfigError(f"unknown environment variable {var}",
+                              hint=did_you_mean(var, known)
+                              or "see `gradts config` for the settings and their variables")
+
+
 def user_config_file() -> Path:
     from .tasks.registry import user_config_dir
 
@@ -214,6 +264,7 @@ def resolve(flags: Mapping[str, Mapping[str, Any]] | None = None, config_file: s
     if config_file or project.is_file():
         _apply_file(values, sources, project)
         files.append(str(project))
+    _check_env_names(env)
     _apply_env(values, sources, env)
     for section, table in (flags or {}).items():
         if section not in SECTIONS:
@@ -226,6 +277,7 @@ def resolve(flags: Mapping[str, Mapping[str, Any]] | None = None, config_file: s
                 raise ConfigError(f"internal: unknown setting {section}.{key}")
             values[section][key] = _coerce(value, types_[key], f"--{key.replace('_', '-')}")
             sources[f"{section}.{key}"] = "flag"
+    _check_choices(values, sources)
     built = {s: SECTIONS[s](**values[s]) for s in SECTIONS}
     return Config(**built, sources=sources, files=tuple(files))
 

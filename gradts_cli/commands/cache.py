@@ -17,7 +17,7 @@ cache_app = typer.Typer(help="Inspect the cache (the store): list, verify, remov
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(cache_app, name="cache")
+    app.add_typer(cache_app, name="cache", short_help="Inspect the store: list, verify, rm.")
 
 
 @cache_app.command("list", help="List cache entries.\n\n[dim]Example:[/dim] "

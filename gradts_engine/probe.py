@@ -100,6 +100,11 @@ def probe_tasks(model: str, tasks: Sequence[TaskSpec], *, store: Store, run: Run
     if not tasks:
         raise ConfigError("no tasks to probe", hint="pass --task NAME or --suite NAME")
     ctx = context(model, run, probe, store)
+    from . import distributed
+
+    ctx.world = distributed.init(ctx.device.type)
+    if ctx.world.distributed:
+        return _probe_parallel(ctx, model, tasks, force=force, progress=progress)
     outcomes = []
     for spec in tasks:
         interrupts.check()
@@ -219,6 +224,7 @@ def _compute(ctx: ProbeContext, spec: TaskSpec, encoded: Any, w: Any,
         "timings": timings, "train": train, "dev": dev, "device": str(ctx.device),
         "precision": ctx.settings["precision"], "seed": ctx.run.seed,
         "max_length_seen": int(encoded.lengths().max()) if len(encoded) else 0,
+        **_world_info(ctx),
     }
 
 
@@ -329,3 +335,81 @@ def _dev_metrics(ctx: ProbeContext, spec: TaskSpec, net: Any,
     emit(progress, Stage.DEV, task=spec.name, done=len(enc), total=len(enc),
          metrics={spec.main_metric: out["main"] if out["main"] is not None else float("nan")})
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Several processes (DESIGN.md §5, distributed.py)
+# ---------------------------------------------------------------------------------------------
+def _world_info(ctx: ProbeContext) -> dict[str, Any]:
+    """Which rank computed an entry, out of how many (recorded in its info)."""
+    world = ctx.world
+    if world is None or not world.distributed:
+        return {}
+    return {"distributed": {"rank": world.rank, "world_size": world.size,
+                            "backend": world.backend}}
+
+
+def _pending_cost(ctx: ProbeContext, spec: TaskSpec, force: bool) -> int:
+    """Training tokens x epochs of ``spec``'s probe (its LPT cost), or -1 when it is cached.
+
+    Tokenising here is not wasted: the tokens are cached for the rank that probes the task.
+    """
+    from . import data
+
+    if not force and ctx.store.exists(probe_key(ctx, spec)):
+        return -1
+    split = data.load_split(spec, "train", store=ctx.store,
+                            max_examples=ctx.probe.max_train_examples)
+    if not force and ctx.store.exists(probe_key(ctx, spec)):  # a Hub revision known only now
+        return -1
+    enc = data.encode_split(split, ctx.tokenizer, tokenizer_id=ctx.ref.cache_id,
+                            max_length=ctx.max_length, store=ctx.store)
+    return int(enc.input_ids.size) * ctx.probe.epochs
+
+
+def _probe_parallel(ctx: ProbeContext, model: str, tasks: Sequence[TaskSpec], *, force: bool,
+                    progress: ProgressFn | None) -> ProbeRun:
+    """Task parallelism: every rank probes whole tasks, largest first (LPT by tokens).
+
+    Each rank measures the cost of every W-th task, all ranks agree on the costs and compute
+    the same assignment (:func:`distributed.assign_lpt`); each task is written by the rank
+    that probed it, under the key's lock. Every rank returns the whole run (read back from the
+    store), rank 0's ``progress`` sees its own tasks and a ``done`` event for every other.
+    """
+    import torch
+
+    from . import distributed
+
+    world = ctx.world
+    if ctx.device.type == "cuda":
+        ctx.device = torch.device("cuda", world.local_rank)
+    distributed.check_same_store(world, ctx.store.root)
+    mine = {str(i): _pending_cost(ctx, tasks[i], force)
+            for i in range(world.rank, len(tasks), world.size)}
+    costs = [0] * len(tasks)
+    for part in distributed.all_gather_json(world, mine):
+        for i, cost in part.items():
+            costs[int(i)] = int(cost)
+    pending = [i for i, c in enumerate(costs) if c >= 0]
+    plan = distributed.assign_lpt([costs[i] for i in pending], world.size)
+    seconds: dict[str, float] = {}
+    for j in plan[world.rank]:
+        spec = tasks[pending[j]]
+        seconds[str(pending[j])] = _probe_one(ctx, spec, force=force, progress=progress).seconds
+    done: dict[int, float] = {}
+    for part in distributed.all_gather_json(world, seconds):   # also: every unit is stored
+        done.update((int(i), float(s)) for i, s in part.items())
+    outcomes = []
+    for i, spec in enumerate(tasks):
+        t0 = time.perf_counter()
+        key = probe_key(ctx, spec)
+        if i not in done:
+            outcomes.append(_cached(ctx, spec, key, t0, progress))
+            continue
+        entry = ctx.store.entry(key, verify=False)
+        if str(i) not in seconds:
+            emit(progress, "done", task=spec.name, done=1, total=1, message=str(entry.path),
+                 metrics={"seconds": done[i]})
+        outcomes.append(ProbeOutcome(spec.name, False, done[i],
+                                     results.read_result(ctx.store, entry, verify=False)))
+    return ProbeRun(model, ctx.ref.cache_id, ctx.measure, tuple(outcomes))

@@ -81,6 +81,7 @@ class ProbeContext:
     settings: dict[str, Any]
     model_name: str
     timings: dict[str, float] = field(default_factory=dict)
+    world: Any = None           # distributed.World: this process's rank (None: one process)
 
     @property
     def measure(self) -> Measure:

@@ -10,7 +10,7 @@ import typer
 from .. import output
 from ..options import JsonOpt, state
 from ..views import cache as views
-from ..views.widgets import Col, plural, table
+from ..views.widgets import Col, ColSpec, plural, table
 
 cache_app = typer.Typer(help="Inspect the cache (the store): list, verify, remove entries.",
                         no_args_is_help=True)
@@ -33,7 +33,7 @@ def list_(ctx: typer.Context,
     if json_:
         output.print_json({"root": str(st.root), "entries": rows})
         return
-    cols = [Col("entry", wrap=True), "created", Col("settings", wrap=True), ("size", "right"),
+    cols: list[ColSpec] = [Col("entry", wrap=True), "created", Col("settings", wrap=True), ("size", "right"),
             "state"]
     cells = [(r["key"], r["created"] or "-", views.entry_settings({"settings": r["settings"]}),
               views.size_text(r["bytes"]), r["state"]) for r in rows]

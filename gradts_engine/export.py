@@ -14,7 +14,8 @@
   own trainer.
 - :func:`fg_instance_taus`: the instance taus ``tau_i = tau_b(vec(I_P), vec(layer_l1(R_i)))``
   of an fg result, recomputed from exactly the probe entries its selection was keyed by
-  (:func:`gradts_engine.fg.instance_taus`); for the histogram figure and the kept-row export.
+  (:func:`gradts_engine.selection.cuts.instance_taus`); for the histogram figure and the
+  kept-row export.
 
 Every file is written atomically (a temporary file renamed into place). Nothing is pickled
 (``np.save(..., allow_pickle=False)``).
@@ -39,8 +40,8 @@ from .errors import MissingResultError, UsageError, did_you_mean
 from .store import atomic_write_bytes, atomic_write_text, safe_component
 
 if TYPE_CHECKING:
-    from .fg import FgResult, FgRow
     from .results import ImportanceResult
+    from .selection.records import FgResult, FgRow
     from .store import Entry, Store
     from .tasks.spec import TaskSpec
 
@@ -189,8 +190,8 @@ def fg_instance_taus(store: Store, fg: FgResult, row: FgRow | None = None
     Recomputed from the probe entries that ``row``'s (default: the best row's) selection was
     keyed by, with the fg result's estimator and method: the same numbers fg cut on.
     """
-    from .fg import instance_taus
     from .results import read_result
+    from .selection.cuts import instance_taus
 
     row = row if row is not None else _row(fg, None)
     sel = _entry_at(store, row.selection_key)
@@ -215,7 +216,7 @@ def export_kept_instances(store: Store, fg: FgResult, specs: Mapping[str, TaskSp
     fields, label, tau.
     """
     from .data import data_fingerprint, load_split
-    from .fg import load_selection
+    from .selection.cuts import load_selection
 
     fmt = fmt or out.suffix.lower().lstrip(".")
     _check(fmt, ROW_FORMATS, "row")

@@ -74,8 +74,9 @@ def _fake_train(ref, primary, aux, *, seed, subsets=None, eval_index=None, repor
 def build(root: Path) -> tuple[Store, str, dict[str, np.ndarray]]:
     """Write the store under ``root``; return it, the model directory and the planted arrays
     (``base`` (L, H), and each task's instance matrices (N, L, H))."""
-    from gradts_engine.fg import run_fg
-    from gradts_engine.trial import run_trial
+    from gradts_engine.selection.cuts import Cut
+    from gradts_engine.selection.fg import run_fg
+    from gradts_engine.selection.trial import run_trial
 
     model = root / "fake-model"
     model.mkdir(parents=True)
@@ -101,7 +102,7 @@ def build(root: Path) -> tuple[Store, str, dict[str, np.ndarray]]:
     run_trial(str(model), reg.get(PRIMARY), [reg.get(t) for t in TASKS[1:]], store=store,
               run=run, trial=trial, train_fn=_fake_train)
     run_fg(str(model), reg.get(PRIMARY), None, store=store, run=run, trial_settings=trial,
-           thresholds=THRESHOLDS, train_fn=_fake_train, registry=reg)
+           cuts=[Cut("threshold", t) for t in THRESHOLDS], train_fn=_fake_train, registry=reg)
     return store, str(model), planted
 
 

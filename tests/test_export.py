@@ -18,8 +18,8 @@ import scipy.stats
 from gradts_engine import export
 from gradts_engine.data import load_split
 from gradts_engine.errors import MissingResultError, UsageError
-from gradts_engine.fg import load_fg_result
 from gradts_engine.results import load_result
+from gradts_engine.selection.fg import load_fg_result
 
 
 @pytest.fixture(scope="module")

@@ -30,8 +30,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from gradts_engine.corr import CorrResult
-    from gradts_engine.fg import FgResult
-    from gradts_engine.trial import TrialSummary
+    from gradts_engine.selection.records import FgResult, TrialSummary
 
 COLUMN_W = 3.4     # inches: one column of a two-column paper
 FULL_W = 7.0       # inches: the full text width

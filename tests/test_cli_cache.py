@@ -26,6 +26,8 @@ def test_list_verify_rm(capsys) -> None:
     assert main(["cache", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [e["key"] for e in listed["entries"]] == [path.relative_to(root).as_posix()]
+    assert main(["cache", "list"]) == 0  # the table view, not only --json
+    assert "1 entry" in capsys.readouterr().out
     assert main(["cache", "verify", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"checked": 1, "damaged": [],
                                                    "unrecognised": [], "stray_temporaries": []}

@@ -9,13 +9,15 @@ import typer
 
 from .. import output
 from ..options import JsonOpt, state
+from ..views import cache as views
+from ..views.widgets import Col, ColSpec, plural, table
 
 cache_app = typer.Typer(help="Inspect the cache (the store): list, verify, remove entries.",
                         no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(cache_app, name="cache")
+    app.add_typer(cache_app, name="cache", short_help="Inspect the store: list, verify, rm.")
 
 
 @cache_app.command("list", help="List cache entries.\n\n[dim]Example:[/dim] "
@@ -31,9 +33,12 @@ def list_(ctx: typer.Context,
     if json_:
         output.print_json({"root": str(st.root), "entries": rows})
         return
-    output.table(f"cache at {st.root}", ["entry", "created", "size", "state"],
-                 [(r["key"], r["created"] or "-", _size(r["bytes"]), r["state"]) for r in rows],
-                 caption=f"{len(rows)} entries")
+    cols: list[ColSpec] = [Col("entry", wrap=True), "created", Col("settings", wrap=True),
+                           ("size", "right"), "state"]
+    cells = [(r["key"], r["created"] or "-", views.entry_settings({"settings": r["settings"]}),
+              views.size_text(r["bytes"]), r["state"]) for r in rows]
+    output.show(table(f"cache at {st.root}", cols, cells,
+                      caption=plural(len(rows), "entry", "entries")))
 
 
 @cache_app.command("verify", help="Recompute every checksum; name the damaged entries and "
@@ -77,10 +82,3 @@ def rm(ctx: typer.Context,
         for removed in st.remove(p):
             output.success(f"removed {removed}")
 
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)

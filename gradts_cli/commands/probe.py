@@ -6,28 +6,29 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from gradts_engine.signal import Estimator
+
 from .. import output
 from ..options import (
-    ESTIMATORS,
-    BatchOpt,
     DeviceOpt,
-    EpochsOpt,
     ForceOpt,
     JsonOpt,
-    LrOpt,
     MaxLenOpt,
     MeasureOpt,
     ModelOpt,
     PrecisionOpt,
+    ProbeBatchOpt,
+    ProbeEpochsOpt,
+    ProbeLrOpt,
     RevisionOpt,
     SeedOpt,
     SuiteOpt,
     TaskOpt,
     TasksOpt,
-    check_choice,
     require_model,
-    split_list,
     state,
+    task_names,
+    value,
 )
 from ..views import probe as views
 
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("probe", help=HELP)(probe)
+    app.command("probe", help=HELP,
+                short_help="Fine-tune on each task and measure its head importance.")(probe)
 
 
 HELP = """Probe tasks: fine-tune the model on each task, then measure how important every
@@ -69,9 +71,9 @@ def probe(
     tasks: TasksOpt = None,
     suite: SuiteOpt = None,
     measure: MeasureOpt = None,
-    epochs: EpochsOpt = None,
-    batch_size: BatchOpt = None,
-    lr: LrOpt = None,
+    epochs: ProbeEpochsOpt = None,
+    batch_size: ProbeBatchOpt = None,
+    lr: ProbeLrOpt = None,
     max_length: MaxLenOpt = None,
     max_train_examples: Annotated[int | None, typer.Option(
         "--max-train-examples", min=1, help="Use only the first N training examples.",
@@ -86,8 +88,9 @@ def probe(
     trust_remote_code: Annotated[bool, typer.Option(
         "--trust-remote-code", help="Run the model repository's own code (only if you trust "
         "it).")] = False,
-    estimator: Annotated[str, typer.Option(
-        "--estimator", help="Which task matrix the heatmaps show: during or after.")] = "during",
+    estimator: Annotated[Estimator, typer.Option(
+        "--estimator", case_sensitive=False,
+        help="Which task matrix the heatmaps show (both are stored).")] = Estimator.DURING,
     force: ForceOpt = False,
     json_: JsonOpt = False,
     nproc: Annotated[int | None, typer.Option(
@@ -103,17 +106,16 @@ def probe(
             raise UsageError("--nproc inside a torchrun launch",
                              hint="drop --nproc: torchrun already started the processes")
         raise typer.Exit(launch.relaunch(nproc))
-
-    check_choice(estimator, ESTIMATORS, "estimator", "--estimator")
     st = state(ctx)
     cfg = st.config(
-        run={"model": model, "revision": revision, "device": device, "precision": precision,
+        run={"model": model, "revision": revision, "device": device,
+             "precision": value(precision),
              "seed": seed, "trust_remote_code": True if trust_remote_code else None},
-        probe={"measure": measure, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        probe={"measure": value(measure), "epochs": epochs, "batch_size": batch_size, "lr": lr,
                "max_length": max_length, "max_train_examples": max_train_examples,
                "instances": instances})
     registry = st.registry()
-    names = [*(task or []), *split_list(tasks)]
+    names = task_names(task, tasks)
     if not names and not suite:
         if not output.is_interactive():
             raise UsageError("no tasks given",
@@ -134,7 +136,7 @@ def probe(
     if json_:
         output.print_json(as_data(result))
         return
-    output.show(*views.renderables(result, estimator, {s.name: len(s.labels) for s in specs
+    output.show(*views.renderables(result, estimator.value, {s.name: len(s.labels) for s in specs
                                                        if s.kind == "classification"}))
 
 

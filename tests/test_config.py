@@ -108,7 +108,8 @@ def test_closed_sets_are_canonical_and_checked_in_files_and_flags(tmp_path: Path
     with pytest.raises(ConfigError, match=r"unknown precision 'junk' \(--precision\)"):
         resolve({"run": {"precision": "junk"}}, env={}, cwd=tmp_path)
     (tmp_path / "gradts.toml").write_text('[run]\nprecision = "fp8"\n')
-    with pytest.raises(ConfigError, match=r"unknown precision 'fp8' \(.*gradts.toml: \[run\] precision\)"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown precision 'fp8' \(.*gradts.toml: \[run\] precision\)"):
         resolve(None, env={}, cwd=tmp_path)
 
 

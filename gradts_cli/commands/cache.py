@@ -33,8 +33,8 @@ def list_(ctx: typer.Context,
     if json_:
         output.print_json({"root": str(st.root), "entries": rows})
         return
-    cols: list[ColSpec] = [Col("entry", wrap=True), "created", Col("settings", wrap=True), ("size", "right"),
-            "state"]
+    cols: list[ColSpec] = [Col("entry", wrap=True), "created", Col("settings", wrap=True),
+                           ("size", "right"), "state"]
     cells = [(r["key"], r["created"] or "-", views.entry_settings({"settings": r["settings"]}),
               views.size_text(r["bytes"]), r["state"]) for r in rows]
     output.show(table(f"cache at {st.root}", cols, cells,

@@ -147,19 +147,26 @@ def main() -> None:
         gate_loop = [timed(lambda g=g: [gate_importance(model, o, ce, g) for o in ones], device)]
         gate_loop += [timed(lambda g=g: [gate_importance(model, o, ce, g) for o in ones], device)]
     # P2': frozen parameters (the probe's after pass) against a no-grad forward, interleaved
-    # (with trainable parameters too, interleaved, to show what freezing gains)
+    # (with trainable parameters too, to show what freezing gains), interleaved, the order of
+    # the three alternating between repetitions; twice P2's repetitions
     fwd, floor, trainable = [], [], []
+
+    def one_forward() -> None:
+        with torch.no_grad():
+            model(**inputs)
+
+    def frozen(g: HeadGates) -> None:
+        with frozen_parameters(model):
+            gate_importance(model, batch, ce, g)
+
     with HeadGates(model) as g:
-        for i in range(1 + reps2):
-            with torch.no_grad():
-                t_fwd = timed(lambda: model(**inputs), device)
-            t_trainable = timed(lambda g=g: gate_importance(model, batch, ce, g), device)
-            with frozen_parameters(model):
-                t_floor = timed(lambda g=g: gate_importance(model, batch, ce, g), device)
-            if i >= 1:
-                fwd.append(t_fwd)
-                floor.append(t_floor)
-                trainable.append(t_trainable)
+        runs = [(one_forward, fwd), (lambda g=g: gate_importance(model, batch, ce, g), trainable),
+                (lambda g=g: frozen(g), floor)]
+        for i in range(1 + 2 * reps2):
+            for fn, out in runs if i % 2 else runs[::-1]:
+                t = timed(fn, device)
+                if i >= 1:
+                    out.append(t)
     p2_gate_loop, p2_fwd = gate_loop[-1], statistics.median(fwd)
     p2_floor, p2_trainable = statistics.median(floor), statistics.median(trainable)
     with HeadGates(model) as g:
@@ -177,7 +184,7 @@ def main() -> None:
     print(
         f"BERT L={args.layers} hidden={args.hidden} H={args.heads} T={args.seq_len} B={B}, "
         f"{where}, torch {torch.__version__}; "
-        f"medians of {args.reps} (P1) / {reps2} (P2) reps after warm-up"
+        f"medians of {args.reps} (P1) / {reps2} (P2) / {2 * reps2} (P2') reps after warm-up"
     )
     print()
     header = f"{'bench':<4} {'baseline':<34} {'s':>8} {'candidate':<34} {'s':>8} {'ratio':>8}  goal"

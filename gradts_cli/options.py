@@ -55,6 +55,20 @@ def complete_suite(incomplete: str) -> list[str]:
     return [n for n in reg.suites if n.startswith(incomplete)]
 
 
+def complete_entry(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Entry paths of the store (``cache rm probe/neg<TAB>``), under ``--home`` when given."""
+    from gradts_engine.errors import GradtsError
+    from gradts_engine.store import Store, resolve_root
+    from gradts_engine.store_ops import entry_dirs
+
+    try:
+        store = Store(resolve_root(ctx.find_root().params.get("home")))
+        paths = [p.relative_to(store.root).as_posix() for p, _ in entry_dirs(store)]
+    except (GradtsError, OSError):
+        return []
+    return [p for p in paths if p.startswith(incomplete)]
+
+
 # -- closed sets of values --------------------------------------------------------------------
 class TaskKind(str, Enum):
     """``data add --kind``."""
@@ -217,6 +231,9 @@ def require_model(model: str | None) -> str:
         from gradts_engine.models import no_model_error
 
         raise no_model_error()
+    from .checks import check_model
+
+    check_model(model)
     return model
 
 

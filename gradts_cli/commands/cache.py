@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import output
-from ..options import JsonOpt, state
+from ..options import JsonOpt, complete_entry, state
 from ..views import cache as views
 
 cache_app = typer.Typer(help="Inspect the cache (the store): list, verify, remove entries.",
@@ -67,7 +67,9 @@ def verify(ctx: typer.Context, json_: JsonOpt = False) -> None:
                    "its key's lock.\n\n[dim]Example:[/dim] "
                    "gradts cache rm probe/minilm/cola/0123abcd4567")
 def rm(ctx: typer.Context,
-       paths: Annotated[list[str], typer.Argument(help="Entry paths.")]) -> None:
+       paths: Annotated[list[str], typer.Argument(
+           help="Entry paths (as `gradts cache list` shows them), or a folder of entries.",
+           autocompletion=complete_entry, metavar="ENTRY...")]) -> None:
     st = state(ctx).store()
     for p in paths:
         for removed in st.remove(p):

@@ -25,7 +25,7 @@ from typer.core import TyperArgument, TyperOption
 from gradts_engine import __version__
 from gradts_engine import errors as E
 
-from . import output
+from . import launch, output
 from .options import State
 
 COMMANDS = ("data", "probe", "corr", "trial", "fg", "report", "demo", "config", "cache")
@@ -97,7 +97,7 @@ def _global(
     version: Annotated[bool | None, typer.Option(
         "--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None,
 ) -> None:
-    output.set_quiet(quiet)
+    output.set_quiet(quiet or not launch.is_main())  # under torchrun only rank 0 prints
     ctx.obj = State(home=home, config_file=config, tasks_files=list(tasks_file or []), quiet=quiet)
 
 
@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     from gradts_engine import interrupts
 
     debug = os.environ.get("GRADTS_DEBUG", "") not in ("", "0")
+    launch.remember(argv)
     interrupts.install()
     interrupts.reset()
     args = hoist_globals(list(sys.argv[1:] if argv is None else argv))
@@ -219,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     except E.GradtsError as e:
         if debug:
             raise
-        output.error_line(e.message, e.hint)
+        launch.error(e.message, e.hint, exit_code_for(e),
+                     all_ranks=bool(e.details.get("all_ranks")))
         return exit_code_for(e)
     except typer.Exit as e:
         rv = int(getattr(e, "exit_code", 0) or 0)
@@ -235,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         return _interrupted()
     except (output.PipeClosed, BrokenPipeError):
         return 0
+    except Exception as e:
+        if launch.peer_failed(e) and not debug:  # another rank failed and reports it
+            return 1
+        raise
     code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     if code == EXIT_INTERRUPTED:
         return _interrupted()

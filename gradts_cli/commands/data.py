@@ -150,8 +150,8 @@ def add(
         show_default=False)] = None,
     description: Annotated[str, typer.Option("--description", help="One line about the task.")]
     = "",
-    force: Annotated[bool, typer.Option("--force", help="Replace a task of the same name.")]
-    = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace a task of that name added "
+                                        "before.")] = False,
     json_: JsonOpt = False,
 ) -> None:
     from gradts_engine.data import add_local_task
@@ -181,6 +181,41 @@ def add(
     output.success(f"{'replaced' if added.replaced else 'added'} task '{added.spec.name}' "
                    f"({sizes}; {labels_txt})")
     output.info(f"declared in {added.path}; see it with: gradts data show {added.spec.name}")
+
+
+# -- rm ---------------------------------------------------------------------------------------
+RM_HELP = """Remove a task declared with `gradts data add` (its TOML file; the data files stay).
+
+Cached results computed for the task stay in the store; the command names them and the
+`gradts cache rm` command that removes them.
+
+[dim]Example:[/dim]
+
+  gradts data rm my_cola
+"""
+
+
+@data_app.command("rm", help=RM_HELP)
+def rm(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Task name.", autocompletion=complete_task,
+                                        show_default=False)],
+    json_: JsonOpt = False,
+) -> None:
+    from gradts_engine.data import remove_local_task
+
+    st = state(ctx)
+    removed = remove_local_task(name, store=st.store(), task_files=st.tasks_files)
+    if json_:
+        output.print_json({"task": removed.name, "file": removed.path,
+                           "cached": list(removed.cached)})
+        return
+    output.success(f"removed task '{removed.name}' ({removed.path})")
+    if removed.cached:
+        n = len(removed.cached)
+        what, it = ("entry remains", "it") if n == 1 else ("entries remain", "them")
+        output.info(f"{n} cached {what} for '{removed.name}'; remove {it} with: "
+                    f"gradts cache rm {' '.join(removed.cached)}")
 
 
 # -- get --------------------------------------------------------------------------------------

@@ -59,6 +59,8 @@ at once (--force recomputes); an interrupted run resumes with the tasks not yet 
   gradts probe --model ./my-model --tasks cola,sst2 --max-train-examples 2000 --json
 
   gradts probe --model roberta-base --suite demo --measure qkv --device cuda --precision bf16
+
+  torchrun --nproc-per-node 8 -m gradts_cli probe --model bert-base-cased --suite glue
 """
 
 
@@ -91,9 +93,19 @@ def probe(
         help="Which task matrix the heatmaps show (both are stored).")] = Estimator.DURING,
     force: ForceOpt = False,
     json_: JsonOpt = False,
+    nproc: Annotated[int | None, typer.Option(
+        "--nproc", min=1, help="Run in N processes on this machine (the same as torchrun "
+        "--nproc-per-node N; see docs/SCALE.md).", show_default=False)] = None,
 ) -> None:
     from gradts_engine.errors import UsageError
 
+    from .. import launch
+
+    if nproc is not None and nproc > 1:
+        if launch.world().distributed:
+            raise UsageError("--nproc inside a torchrun launch",
+                             hint="drop --nproc: torchrun already started the processes")
+        raise typer.Exit(launch.relaunch(nproc))
     st = state(ctx)
     cfg = st.config(
         run={"model": model, "revision": revision, "device": device,
@@ -119,6 +131,8 @@ def probe(
     with views.progress(len(specs)) as on_event:
         result = probe_tasks(model_id, specs, store=store, run=cfg.run, probe=cfg.probe,
                              force=force, progress=on_event)
+    if not launch.is_main():
+        return  # rank 0 renders the whole run
     if json_:
         output.print_json(as_data(result))
         return

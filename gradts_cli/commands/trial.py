@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from .. import output
+from ..checks import probed_task_names
 from ..options import (
     DeviceOpt,
     EstimatorOpt,
@@ -60,6 +61,18 @@ HELP = (
     "  gradts trial --model bert-base-cased --primary cola --suite glue --holdout-fraction 0.5 "
     "--compare random,all --json\n"
 )
+
+
+def _ask_primary(store: Any, model: str | None, measure: str) -> str:
+    """On a terminal, offer the tasks probed with the model; otherwise a usage error."""
+    from gradts_engine.errors import UsageError
+
+    probed = probed_task_names(store, model, measure) if model else []
+    if not output.is_interactive() or not probed:
+        raise UsageError("no primary task given", hint="pass --primary NAME"
+                         + (f" (probed: {', '.join(probed)})" if probed else
+                            "; see `gradts data list`"))
+    return views.choose_primary(probed)
 
 
 def trial(
@@ -116,10 +129,9 @@ def trial(
         trial={"epochs": epochs, "patience": patience, "max_aux": max_aux,
                "batch_size": batch_size, "lr": lr, "max_length": max_length, "seeds": seeds},
         corr={"estimator": value(estimator)}, probe={"measure": value(measure)})
-    if not primary:
-        raise UsageError("no primary task given", hint="pass --primary NAME; see `gradts data "
-                         "list`")
     registry = st.registry()
+    if not primary:
+        primary = _ask_primary(st.store(), cfg.run.model, cfg.probe.measure)
     p = registry.get(primary)
     names = split_list(candidates)
     if not names and not suite:

@@ -126,34 +126,48 @@ def exit_code_for(exc: BaseException) -> int:
     return 1
 
 
+def _interrupted() -> int:
+    from .views.progress import interrupted_message
+
+    output.error_line(interrupted_message(), "finished work is cached: run the same command "
+                      "again to resume")
+    return EXIT_INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: run the app, map errors to one line and an exit code."""
+    """Console entry point: run the app, map errors to one line and an exit code.
+
+    Ctrl-C exits 130 with one line saying what finished (the first SIGINT stops at the next
+    safe point, see :mod:`gradts_engine.interrupts`); a closed stdout exits 0.
+    """
+    from gradts_engine import interrupts
+
     debug = os.environ.get("GRADTS_DEBUG", "") not in ("", "0")
+    interrupts.install()
+    interrupts.reset()
     try:
-        app(args=argv, prog_name="gradts", standalone_mode=False)
-        return 0
+        # typer returns (not raises) Exit codes in this mode, 130 for a KeyboardInterrupt
+        rv = app(args=argv, prog_name="gradts", standalone_mode=False)
     except E.GradtsError as e:
         if debug:
             raise
         output.error_line(e.message, e.hint)
         return exit_code_for(e)
     except typer.Exit as e:
-        return int(getattr(e, "exit_code", 0) or 0)
+        rv = int(getattr(e, "exit_code", 0) or 0)
     except ClickException as e:
         if debug:
             raise
         e.show(file=sys.stderr)
         return e.exit_code
     except (KeyboardInterrupt, typer.Abort):
-        output.error_line("interrupted", "finished work is cached; run the same command again to "
-                          "resume")
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
+        return _interrupted()
+    except (output.PipeClosed, BrokenPipeError):
         return 0
-
-
-def run() -> None:  # pragma: no cover - console script shim
-    sys.exit(main())
+    code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+    if code == EXIT_INTERRUPTED:
+        return _interrupted()
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

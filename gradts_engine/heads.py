@@ -74,6 +74,7 @@ __all__ = [
     "gate_importance",
     "head_layout",
     "legacy_importance",
+    "qkv_blocks",
     "qkv_importance",
     "supports_measure",
 ]
@@ -507,7 +508,7 @@ class _Block:
 _PER_EXAMPLE_ELEMENTS = 1 << 26  # per-example gradients held at once by qkv_importance (~256 MB)
 
 
-def _qkv_blocks(model: nn.Module, layout: HeadLayout) -> list[tuple[_Block, _Block, _Block]]:
+def qkv_blocks(model: nn.Module, layout: HeadLayout) -> list[tuple[_Block, _Block, _Block]]:
     """Per layer, where the Q, K and V rows are (in output-feature coordinates)."""
     config = _find_config(model)
     family = _family(layout.model_type)
@@ -546,7 +547,7 @@ def qkv_importance(
     its attention mask). The model's mode is left as it is; parameter ``.grad`` is untouched.
     """
     layout = layout if layout is not None else head_layout(model)
-    blocks = _qkv_blocks(model, layout)
+    blocks = qkv_blocks(model, layout)
     B = _batch_size(batch)
     R = _qkv_pass(model, batch, loss_fn, layout, blocks, B)
     if R is None:  # a call not batched by example: one example at a time
@@ -667,7 +668,7 @@ def legacy_importance(
             supported=LEGACY_MODEL_TYPES,
         )
     H, d = layout.num_heads, layout.head_dim
-    blocks = _qkv_blocks(model, layout)
+    blocks = qkv_blocks(model, layout)
     weights = [
         (model.get_submodule(k.name).weight, model.get_submodule(v.name).weight)
         for _, k, v in blocks

@@ -10,9 +10,10 @@ task. With ``temperature = 1`` every batch of every task is used once per epoch 
 proportion to the task sizes ``n_t``); with ``temperature = T`` task ``t`` gets a share
 ``p_t ∝ n_t^(1/T)`` of the same number of steps (``T > 1`` flattens towards uniform): a task
 that needs more batches than it has cycles through reshuffled ones, a task that needs fewer
-uses a prefix. AdamW (weight decay off for biases and LayerNorm weights) with a linear warm-up
-over the first ``warmup`` (10%) of steps and a linear decay to zero; gradient-norm clipping at
-1.0; bf16/fp16 autocast on CUDA (fp16 with a gradient scaler).
+uses a prefix. The steps run in the one training loop (:class:`training.Trainer`): AdamW
+(weight decay off for biases and LayerNorm weights), a linear warm-up over the first
+``round(warmup * steps)`` steps and a linear decay to zero, gradient-norm clipping at 1.0,
+bf16/fp16 autocast on CUDA (fp16 with a gradient scaler), a finite-loss check.
 
 After every epoch the primary task is evaluated on its dev split (or ``eval_split``, or an
 index subset of it) with all its metrics; the best epoch is the one with the highest main
@@ -26,7 +27,6 @@ splits (``subsets``; GradTS-fg passes the selected instances).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import progress as _progress
-from .errors import ConfigError, DataError, TrainingError
+from .errors import ConfigError, DataError
 from .metrics import compute_metrics, predictions_from_outputs
+from .progress import Stage, emit
 
 if TYPE_CHECKING:
     from .config import RunSettings
@@ -212,32 +212,7 @@ def _task_batches(td: _TaskData, n_batches: int, batch_size: int, seed: int) -> 
 
 
 # ---------------------------------------------------------------------------------------------
-# training
-
-
-def _optimizer(model: Any, s: MTLSettings, total_steps: int) -> tuple[Any, Any]:
-    import torch
-
-    decay: list[Any] = []
-    no_decay: list[Any] = []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=s.lr)
-    warm = int(s.warmup * total_steps)
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-def _move(batch: Mapping[str, Any], device: Any) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+# evaluation
 
 
 def evaluate(model: Any, spec: TaskSpec, encoded: Encoded, *, batch_size: int, pad_id: int,
@@ -246,15 +221,14 @@ def evaluate(model: Any, spec: TaskSpec, encoded: Encoded, *, batch_size: int, p
     import torch
 
     from .data import batches, collate
+    from .training import autocast, to_device
 
     model.eval()
     outs: list[np.ndarray] = []
     order: list[np.ndarray] = []
-    amp = (torch.autocast(device.type, dtype=dtype) if dtype is not None
-           else contextlib.nullcontext())
-    with torch.no_grad(), amp:
+    with torch.no_grad(), autocast(device, dtype):
         for idx in batches(encoded, batch_size, shuffle=False, seed=0):
-            b = _move(collate(encoded, idx, pad_id), device)
+            b = to_device(collate(encoded, idx, pad_id), device)
             logits = model(spec.name, **{k: v for k, v in b.items() if k != "labels"})
             outs.append(logits.float().cpu().numpy())
             order.append(idx)
@@ -268,38 +242,23 @@ def evaluate(model: Any, spec: TaskSpec, encoded: Encoded, *, batch_size: int, p
     return compute_metrics(spec, preds, encoded.labels), preds
 
 
-def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] = (), *,
-              store: Store | None = None, run: RunSettings | None = None,
-              settings: Any = None, seed: int | None = None,
-              subsets: Mapping[str, np.ndarray] | None = None,
-              eval_split: str = "dev", eval_index: np.ndarray | None = None,
-              report: Mapping[str, tuple[str, np.ndarray | None]] | None = None,
-              progress: ProgressFn | None = None, label: str | None = None) -> MTLResult:
-    """Train ``primary`` with the auxiliary tasks ``aux`` (see the module docstring).
+# ---------------------------------------------------------------------------------------------
+# training
 
-    ``model``: a :class:`ModelRef` or a name for :func:`models.resolve_model`. ``settings``:
-    :class:`MTLSettings` or any object with its fields (``TrialSettings``). ``seed`` defaults to
-    ``run.seed``. ``subsets``: task -> train-split indices to use. ``eval_index``: positions
-    in ``eval_split`` used for choosing the best epoch. ``report``: name -> (split, indices or
-    None) scored with the best epoch's weights. ``label`` names the run in progress events.
-    """
-    import torch
 
-    from .config import RunSettings
-    from .models import (
-        build_task_model,
-        load_tokenizer,
-        per_example_loss,
-        resolve_device,
-        resolve_model,
-        resolve_precision,
-    )
+@dataclass
+class _Data:
+    """The encoded splits of one run: training tasks, the evaluation set, the report sets."""
 
-    t_start = time.perf_counter()
-    run = run or RunSettings()
-    s = MTLSettings.of(settings)
-    s.check()
-    seed = run.seed if seed is None else int(seed)
+    tasks: dict[str, _TaskData]
+    eval_enc: Encoded
+    dev_index: np.ndarray
+    report_sets: dict[str, Encoded]
+    pad_id: int
+
+
+def _check_call(primary: TaskSpec, aux: Sequence[TaskSpec],
+                subsets: Mapping[str, np.ndarray] | None) -> list[str]:
     names = [primary.name, *[a.name for a in aux]]
     if len(set(names)) != len(names):
         raise ConfigError(f"a task appears twice in the multi-task set {names}")
@@ -307,11 +266,15 @@ def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] 
     if unknown:
         raise ConfigError("subsets given for tasks not being trained: "
                           + ", ".join(sorted(unknown)))
-    ref = model if not isinstance(model, str) else resolve_model(
-        model, run.revision, trust_remote_code=run.trust_remote_code)
-    device = resolve_device(run.device)
-    dtype = resolve_precision(run.precision, device)
-    label = label or " + ".join(names)
+    return names
+
+
+def _load_data(ref: ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec], s: MTLSettings,
+               store: Store | None, subsets: Mapping[str, np.ndarray] | None, eval_split: str,
+               eval_index: np.ndarray | None,
+               report: Mapping[str, tuple[str, np.ndarray | None]] | None) -> _Data:
+    """Tokenise the training tasks (subsets applied), the evaluation and the report sets."""
+    from .models import load_tokenizer
 
     tokenizer = load_tokenizer(ref)
     max_len = effective_max_length(ref, tokenizer, s.max_length)
@@ -340,121 +303,150 @@ def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] 
         enc = eval_full if split == eval_split else _encode(primary, split, tokenizer, ref,
                                                              max_len, store)
         report_sets[name] = enc if idx is None else take(enc, np.asarray(idx, dtype=np.int64))
+    return _Data(tasks, eval_enc, dev_index, report_sets, int(tokenizer.pad_token_id))
 
+
+def _epoch_batches(d: _Data, per_epoch: Mapping[str, int], s: MTLSettings, seed: int,
+                   epoch: int, names: list[str],
+                   rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
+    """One epoch's (task, batch indices) in training order: every task's batches, shuffled."""
+    schedule: list[tuple[str, np.ndarray]] = []
+    for t, nb in per_epoch.items():
+        for b in _task_batches(d.tasks[t], nb, s.batch_size, seed * 1009 + epoch * 31
+                               + names.index(t)):
+            schedule.append((t, b))
+    return [schedule[i] for i in rng.permutation(len(schedule))]
+
+
+def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] = (), *,
+              store: Store | None = None, run: RunSettings | None = None,
+              settings: Any = None, seed: int | None = None,
+              subsets: Mapping[str, np.ndarray] | None = None,
+              eval_split: str = "dev", eval_index: np.ndarray | None = None,
+              report: Mapping[str, tuple[str, np.ndarray | None]] | None = None,
+              progress: ProgressFn | None = None, label: str | None = None) -> MTLResult:
+    """Train ``primary`` with the auxiliary tasks ``aux`` (see the module docstring).
+
+    ``model``: a :class:`ModelRef` or a name for :func:`models.resolve_model`. ``settings``:
+    :class:`MTLSettings` or any object with its fields (``TrialSettings``). ``seed`` defaults to
+    ``run.seed``. ``subsets``: task -> train-split indices to use. ``eval_index``: positions
+    in ``eval_split`` used for choosing the best epoch. ``report``: name -> (split, indices or
+    None) scored with the best epoch's weights. ``label`` names the run in progress events.
+    """
+    import torch
+
+    from .config import RunSettings
+    from .models import build_task_model, resolve_device, resolve_model, resolve_precision
+
+    t_start = time.perf_counter()
+    run = run or RunSettings()
+    s = MTLSettings.of(settings)
+    s.check()
+    seed = run.seed if seed is None else int(seed)
+    names = _check_call(primary, aux, subsets)
+    ref = model if not isinstance(model, str) else resolve_model(
+        model, run.revision, trust_remote_code=run.trust_remote_code)
+    device = resolve_device(run.device)
+    dtype = resolve_precision(run.precision, device)
+    d = _load_data(ref, primary, aux, s, store, subsets, eval_split, eval_index, report)
     torch.manual_seed(seed)
-    net = build_task_model(ref, {t: td.spec.num_outputs for t, td in tasks.items()}, seed=seed)
+    net = build_task_model(ref, {t: td.spec.num_outputs for t, td in d.tasks.items()},
+                           seed=seed)
     net.to(device)
-    net.train()
-    pad_id = int(tokenizer.pad_token_id)
-    rng = np.random.default_rng(seed)
-    sizes = {t: td.n for t, td in tasks.items()}
-    per_epoch = epoch_schedule(sizes, s.batch_size, s.temperature, np.random.default_rng(seed))
-    steps_per_epoch = sum(per_epoch.values())
-    total_steps = steps_per_epoch * s.epochs
-    opt, sched = _optimizer(net, s, total_steps)
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    amp = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else \
-        contextlib.nullcontext
-    eval_bs = s.eval_batch_size or max(s.batch_size, 64)
-
-    records: list[EpochRecord] = []
-    best: tuple[float, int, dict[str, float], np.ndarray] | None = None
-    best_state: dict[str, Any] | None = None
-    seen_total = dict.fromkeys(tasks, 0)
-    step = 0
-    last_emit = 0.0
-    last_dev: float | None = None
-    for epoch in range(1, s.epochs + 1):
-        t0 = time.perf_counter()
-        schedule: list[tuple[str, np.ndarray]] = []
-        for t, nb in per_epoch.items():
-            for b in _task_batches(tasks[t], nb, s.batch_size, seed * 1009 + epoch * 31
-                                   + names.index(t)):
-                schedule.append((t, b))
-        schedule = [schedule[i] for i in rng.permutation(len(schedule))]
-        loss_sum = {t: torch.zeros((), device=device) for t in tasks}
-        n_batches = dict.fromkeys(tasks, 0)
-        seen = dict.fromkeys(tasks, 0)
-        running = torch.zeros((), device=device)
-        for i, (t, idx) in enumerate(schedule):
-            td = tasks[t]
-            b = _move(_collate(td.train, idx, pad_id), device)
-            with amp():
-                logits = net(t, **{k: v for k, v in b.items() if k != "labels"})
-            loss = per_example_loss(logits, b["labels"], td.spec.kind).mean()
-            if t != primary.name:
-                loss = loss * s.aux_weight
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(net.parameters(), s.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), s.grad_clip)
-                opt.step()
-            sched.step()
-            step += 1
-            lv = loss.detach().float()
-            loss_sum[t] += lv
-            running += lv
-            n_batches[t] += 1
-            seen[t] += int(len(idx))
-            now = time.perf_counter()
-            if now - last_emit > 0.5 or i == len(schedule) - 1 or (i + 1) % 50 == 0:
-                r = float(running) / (i + 1)
-                if not math.isfinite(r):
-                    raise TrainingError(
-                        f"training {label} diverged: the loss became {r} at epoch {epoch}, "
-                        f"step {i + 1}", hint="lower --lr, or use --precision fp32")
-                if progress is not None and now - last_emit > 0.5:
-                    last_emit = now
-                    m = {"epoch": float(epoch), "loss": r}
-                    if last_dev is not None:
-                        m[primary.main_metric] = last_dev
-                    _progress.emit(progress, "mtl", task=primary.name, done=step,
-                                   total=total_steps, message=label, metrics=m)
-        train_loss = {t: float(loss_sum[t]) / n_batches[t] for t in tasks if n_batches[t]}
-        if any(not math.isfinite(v) for v in train_loss.values()):
-            raise TrainingError(f"training {label} diverged at epoch {epoch} (non-finite loss)",
-                                hint="lower --lr, or use --precision fp32")
-        for t in tasks:
-            seen_total[t] += seen[t]
-        metrics, preds = evaluate(net, primary, eval_enc, batch_size=eval_bs, pad_id=pad_id,
-                                  device=device, dtype=dtype)
-        score = metrics.get(primary.main_metric, math.nan)
-        last_dev = score
-        if best is None or (math.isfinite(score)
-                            and (not math.isfinite(best[0]) or score > best[0])):
-            best = (score, epoch, metrics, preds)
-            if report_sets:
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in
-                              net.state_dict().items()}
-        records.append(EpochRecord(epoch, train_loss, seen, metrics, time.perf_counter() - t0))
-        _progress.emit(progress, "mtl-epoch", task=primary.name, done=epoch, total=s.epochs,
-                       message=label, metrics={**{f"loss_{k}": v for k, v in train_loss.items()},
-                                               **metrics})
-    assert best is not None
+    run_ = _Run(primary, names, s, seed, device, dtype, label or " + ".join(names), progress)
+    records, best, best_state = run_.train(net, d)
     report_metrics: dict[str, dict[str, float]] = {}
-    if report_sets:
+    if d.report_sets:
         if best_state is not None and best[1] != s.epochs:
             net.load_state_dict(best_state)
-        for name, enc in report_sets.items():
-            report_metrics[name], _ = evaluate(net, primary, enc, batch_size=eval_bs,
-                                               pad_id=pad_id, device=device, dtype=dtype)
-    del net, opt, best_state
+        for name, enc in d.report_sets.items():
+            report_metrics[name], _ = evaluate(net, primary, enc, batch_size=run_.eval_bs,
+                                               pad_id=d.pad_id, device=device, dtype=dtype)
+    del net, best_state
+    sizes = {t: td.n for t, td in d.tasks.items()}
+    seen_total = {t: sum(r.examples.get(t, 0) for r in records) for t in d.tasks}
     return MTLResult(
         primary=primary.name, aux=tuple(a.name for a in aux), seed=seed,
         epochs=tuple(records), best_epoch=best[1], best_metrics=best[2],
         main_metric=primary.main_metric, seconds=time.perf_counter() - t_start,
-        dev_predictions=best[3], dev_labels=np.asarray(eval_enc.labels), dev_index=dev_index,
-        eval_split=eval_split, report_metrics=report_metrics, train_sizes=sizes,
-        examples_seen=seen_total)
+        dev_predictions=best[3], dev_labels=np.asarray(d.eval_enc.labels),
+        dev_index=d.dev_index, eval_split=eval_split, report_metrics=report_metrics,
+        train_sizes=sizes, examples_seen=seen_total)
 
 
-def _collate(encoded: Encoded, idx: np.ndarray, pad_id: int) -> dict[str, Any]:
-    from .data import collate
+_Best = tuple[float, int, dict[str, float], np.ndarray]   # (score, epoch, metrics, predictions)
 
-    return collate(encoded, idx, pad_id)
+
+@dataclass
+class _Run:
+    """One multi-task training run's settings, and its epochs on the training core."""
+
+    primary: TaskSpec
+    names: list[str]
+    s: MTLSettings
+    seed: int
+    device: Any
+    dtype: Any
+    label: str
+    progress: ProgressFn | None
+
+    @property
+    def eval_bs(self) -> int:
+        return self.s.eval_batch_size or max(self.s.batch_size, 64)
+
+    def train(self, net: Any, d: _Data) -> tuple[list[EpochRecord], _Best, dict[str, Any] | None]:
+        """Every epoch: train on the pooled batches, evaluate the primary, keep the best."""
+        from . import models
+        from .data import collate
+        from .training import Trainer, TrainPlan, to_device
+
+        s, primary = self.s, self.primary
+        sizes = {t: td.n for t, td in d.tasks.items()}
+        per_epoch = epoch_schedule(sizes, s.batch_size, s.temperature,
+                                   np.random.default_rng(self.seed))
+        plan = TrainPlan(total_steps=sum(per_epoch.values()) * s.epochs, epochs=s.epochs,
+                         lr=s.lr, weight_decay=s.weight_decay, warmup=s.warmup,
+                         label=f"multi-task run {self.label}", task=primary.name,
+                         stage=Stage.MTL,
+                         message=self.label, grad_clip=s.grad_clip)
+        last_dev: dict[str, float] = {}
+        trainer = Trainer(net, plan, device=self.device, dtype=self.dtype,
+                          progress=self.progress,
+                          extra_metrics=lambda: {"epoch": float(trainer.current_epoch + 1),
+                                                 **last_dev})
+
+        def loss_of(t: str, idx: np.ndarray) -> tuple[Any, int]:
+            td = d.tasks[t]
+            b = to_device(collate(td.train, idx, d.pad_id), self.device)
+            with trainer.autocast():
+                logits = trainer.model(t, **{k: v for k, v in b.items() if k != "labels"})
+            loss = models.per_example_loss(logits, b["labels"], td.spec.kind).mean()
+            return (loss * s.aux_weight if t != primary.name else loss), len(idx)
+
+        rng = np.random.default_rng(self.seed)
+        records: list[EpochRecord] = []
+        best: _Best | None = None
+        best_state: dict[str, Any] | None = None
+        for epoch in range(1, s.epochs + 1):
+            t0 = time.perf_counter()
+            batches = _epoch_batches(d, per_epoch, s, self.seed, epoch, self.names, rng)
+            stats = trainer.epoch(epoch - 1, batches, loss_of)
+            metrics, preds = evaluate(net, primary, d.eval_enc, batch_size=self.eval_bs,
+                                      pad_id=d.pad_id, device=self.device, dtype=self.dtype)
+            score = metrics.get(primary.main_metric, math.nan)
+            last_dev[primary.main_metric] = score
+            if best is None or (math.isfinite(score)
+                                and (not math.isfinite(best[0]) or score > best[0])):
+                best = (score, epoch, metrics, preds)
+                if d.report_sets:
+                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in
+                                  net.state_dict().items()}
+            seen = {t: int(stats.examples.get(t, 0)) for t in d.tasks}
+            train_loss = {t: stats.mean_loss[t] for t in d.tasks if t in stats.mean_loss}
+            records.append(EpochRecord(epoch, train_loss, seen, metrics,
+                                       time.perf_counter() - t0))
+            emit(self.progress, Stage.MTL_EPOCH, task=primary.name, done=epoch,
+                 total=s.epochs, message=self.label,
+                 metrics={**{f"loss_{k}": v for k, v in train_loss.items()}, **metrics})
+        assert best is not None
+        return records, best, best_state

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from gradts_engine import data
+from gradts_engine.data import hub, splits, tokens
 from gradts_engine.errors import (
     ConfigError,
     CorruptEntryError,
@@ -280,7 +281,7 @@ def test_hub_revision_record_pins_fingerprint(store):
     spec = build_registry(include_user=False).get("cola")
     before = data.data_fingerprint(spec, store=store)
     assert data.recorded_revision(spec, store) is None
-    data._record_revision(store, spec.source, "a" * 40, {"train": 10})
+    hub.record_revision(store, spec.source, "a" * 40, {"train": 10})
     assert data.recorded_revision(spec, store) == "a" * 40
     after = data.data_fingerprint(spec, store=store)
     assert before != after == data.data_fingerprint(spec, store=store)
@@ -296,8 +297,8 @@ def pair_split(n=30) -> data.Split:
     a = tuple(" ".join(rng.choice(words, size=rng.integers(1, 15))) for _ in range(n))
     b = tuple(" ".join(rng.choice(words, size=rng.integers(1, 15))) for _ in range(n))
     labels = rng.integers(0, 2, size=n).astype(np.int64)
-    return data.Split("p", "train", (a, b), labels, data._split_fingerprint(spec, "train",
-                                                                           (a, b), labels))
+    fingerprint = splits.split_fingerprint(spec, "train", (a, b), labels)
+    return data.Split("p", "train", (a, b), labels, fingerprint)
 
 
 def test_encode_pairs_truncated_and_cached(tokenizer, store, monkeypatch):
@@ -315,7 +316,7 @@ def test_encode_pairs_truncated_and_cached(tokenizer, store, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("tokenizer called although cached")
 
-    monkeypatch.setattr(data, "_encode", boom)
+    monkeypatch.setattr(tokens, "_encode", boom)
     again = data.encode_split(sp, tokenizer, tokenizer_id="tiny", max_length=12, store=store)
     np.testing.assert_array_equal(again.input_ids, enc.input_ids)
     np.testing.assert_array_equal(again.token_type_ids, enc.token_type_ids)
@@ -342,7 +343,7 @@ def test_encode_cache_corruption_is_reported(tokenizer, store):
 
 def test_tokenizer_fingerprint_ignores_call_state(tokenizer):
     fp = data.tokenizer_fingerprint(tokenizer)
-    data._TOKENIZER_FP.clear()
+    tokens._TOKENIZER_FP.clear()
     tokenizer(["the cat"], truncation=True, max_length=3)
     assert data.tokenizer_fingerprint(tokenizer) == fp
 

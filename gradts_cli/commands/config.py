@@ -6,6 +6,7 @@ import typer
 
 from .. import output
 from ..options import JsonOpt, state
+from ..views import config as views
 
 
 def register(app: typer.Typer) -> None:
@@ -34,6 +35,4 @@ def config(ctx: typer.Context, json_: JsonOpt = False) -> None:
         output.print_json({"files": list(cfg.files), "user_file": str(user_config_file()),
                            "settings": [{"key": k, "value": v, "source": s} for k, v, s in rows]})
         return
-    output.table(None, ["setting", "value", "from"],
-                 [(k, "–" if v is None else v, s) for k, v, s in rows],
-                 caption=f"user file: {user_config_file()}")
+    output.show(views.settings_table(rows, user_config_file()))

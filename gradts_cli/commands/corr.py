@@ -22,6 +22,8 @@ from ..options import (
     split_list,
     state,
 )
+from ..views import corr as views
+from ..views.progress import reporter
 
 
 def register(app: typer.Typer) -> None:
@@ -118,7 +120,7 @@ def corr(
 
     from gradts_engine.corr import correlate_tasks
 
-    with output.progress_reporter() as report:
+    with reporter() as report:
         res = correlate_tasks(
             st.store(), cfg.run.model, names, primary=primary, method=cfg.corr.method,
             measure=cfg.probe.measure, estimator=cfg.corr.estimator, instances=instances,
@@ -130,6 +132,9 @@ def corr(
     if json_:
         output.print_json(res.to_dict())
     else:
-        output.corr_report(res, pvalues=pvalues, heatmaps=heatmap)
+        for w in res.warnings:
+            output.warn(w)
+        output.show(*views.renderables(res, pvalues=pvalues, heatmaps=heatmap))
+        output.info(views.footer(res))
     if csv is not None:
         output.success(f"wrote {csv}")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from .. import output
 from ..options import ForceOpt, JsonOpt, SuiteOpt, complete_task, split_list, state
+from ..views import data as views
+from ..views.progress import reporter
 
 data_app = typer.Typer(
     help="Tasks and their data: list, show, add local files, download from the Hub.\n\n"
@@ -46,14 +47,7 @@ def list_(ctx: typer.Context, suite: SuiteOpt = None, json_: JsonOpt = False) ->
     if json_:
         output.print_json({"tasks": rows})
         return
-    output.table(None, ["task", "suite", "source", "kind", "splits", "data"],
-                 [(r.name, r.suite or "–", r.source, _kind(r.kind, r.labels),
-                   ",".join(r.splits), r.available) for r in rows],
-                 caption=f"{len(rows)} tasks; details: gradts data show TASK")
-
-
-def _kind(kind: str, labels: tuple[str, ...]) -> str:
-    return f"{len(labels)} classes" if kind == "classification" else "regression"
+    output.show(views.list_table(rows))
 
 
 # -- show -------------------------------------------------------------------------------------
@@ -93,37 +87,7 @@ def show(
                                       "label": label} for texts, label in s.examples]}
                        for s in summary.splits]})
         return
-    kind = (f"classification ({', '.join(spec.labels)})" if spec.kind == "classification"
-            else "regression")
-    fields = [("source", spec.source_label()), ("kind", kind),
-              ("text", ", ".join(spec.text_fields)), ("label", spec.label_field),
-              ("metrics", ", ".join(spec.metrics) + f" (main: {spec.main_metric})"),
-              ("data fingerprint", summary.data_fingerprint)]
-    if summary.revision:
-        fields.append(("revision", summary.revision))
-    if spec.origin != "builtin":
-        fields.append(("declared in", spec.origin))
-    output.table(f"{spec.name}" + (f": {spec.description}" if spec.description else ""),
-                 ["field", "value"], fields)
-    output.table("splits", ["split", "rows", "labels"],
-                 [(s.split, s.size, _distribution(s.distribution, spec.kind))
-                  for s in summary.splits], justify=["left", "right", "left"])
-    if examples:
-        n_text = len(spec.text_fields)
-        cols = ["split", *(spec.text_fields if n_text > 1 else ["text"]), "label"]
-        rows = [(s.split, *texts, label) for s in summary.splits for texts, label in s.examples]
-        output.table("examples", cols, rows)
-
-
-def _distribution(dist: Mapping[str, Any], kind: str) -> str:
-    if kind == "regression":
-        if not dist.get("n"):
-            return "unlabelled" if dist.get("(none)") else "–"
-        text = (f"mean {dist['mean']:.3g} ± {dist['std']:.3g}, range {dist['min']:.3g}–"
-                f"{dist['max']:.3g}")
-        return text + (f", {dist['(none)']} unlabelled" if dist.get("(none)") else "")
-    total = sum(dist.values()) or 1
-    return "  ".join(f"{k} {v} ({100 * v / total:.0f}%)" for k, v in dist.items())
+    output.show(*views.show_tables(spec, summary, examples))
 
 
 # -- add --------------------------------------------------------------------------------------
@@ -240,11 +204,9 @@ def get(
         raise UsageError("name at least one task or a --suite", hint="e.g. gradts data get cola")
     st = state(ctx)
     specs = st.registry().resolve(tasks or (), suite)
-    with output.progress_reporter() as progress:
+    with reporter() as progress:
         fetched = fetch_tasks(specs, store=st.store(), progress=progress)
     if json_:
         output.print_json({"tasks": fetched})
         return
-    output.table(None, ["task", "source", "rows", "revision", "fingerprint"],
-                 [(f.task, f.source, ", ".join(f"{s} {n}" for s, n in f.sizes.items()),
-                   (f.revision or "–")[:12], f.data_fingerprint) for f in fetched])
+    output.show(views.fetched_table(fetched))

@@ -8,6 +8,7 @@ import typer
 
 from .. import output
 from ..options import DeviceOpt, ForceOpt, JsonOpt, PrecisionOpt, complete_task, state
+from ..views import demo as views
 
 
 def register(app: typer.Typer) -> None:
@@ -102,10 +103,10 @@ def demo(
         DemoSettings(skip_trial=skip_trial, skip_fg=skip_fg or skip_trial),
         **{k: v for k, v in given.items() if v is not None})
     output.info(f"[bold]gradts demo[/bold] [dim]— store {home}[/dim]")
-    with output.demo_progress() as on_event:
+    with views.progress() as on_event:
         res = run_demo(Store(home), model=model, primary=primary or DEFAULT_PRIMARY,
                        settings=settings, force=force, progress=on_event)
     if json_:
         output.print_json(res.to_dict())
         return
-    output.demo_view(res)
+    output.show(*views.renderables(res))

@@ -29,6 +29,7 @@ from ..options import (
     split_list,
     state,
 )
+from ..views import fg as views
 
 
 def register(app: typer.Typer) -> None:
@@ -140,15 +141,18 @@ def fg(
     if aux_specs is not None and not aux_specs:
         raise UsageError("--aux names no task", hint="e.g. --aux mrpc,qnli")
 
-    from gradts_engine.fg import run_fg
+    from gradts_engine.selection.cuts import make_cuts
+    from gradts_engine.selection.fg import run_fg
+    from gradts_engine.signal import ImportanceSignal
 
-    with output.fg_live(p.name, p.main_metric) as on_event:
+    with views.progress(p.name, p.main_metric) as on_event:
         result = run_fg(model_id, p, aux_specs, store=st.store(), run=cfg.run,
-                        trial_settings=cfg.trial, fg_settings=cfg.fg, thresholds=thresholds,
-                        keep_fraction=fractions, estimator=cfg.corr.estimator,
-                        method=cfg.corr.method, measure=cfg.probe.measure, force=force,
+                        trial_settings=cfg.trial, cuts=make_cuts(thresholds, fractions, cfg.fg),
+                        signal=ImportanceSignal.parse(cfg.probe.measure, cfg.corr.estimator,
+                                                      cfg.corr.method), force=force,
                         progress=on_event, registry=registry)
     if json_:
         output.print_json(result.to_json())
         return
-    output.fg_report(result)
+    output.show(*views.renderables(result, n_classes=len(p.labels) or None))
+    output.info(views.footer(result))

@@ -29,6 +29,7 @@ from ..options import (
     split_list,
     state,
 )
+from ..views import probe as views
 
 if TYPE_CHECKING:
     from gradts_engine.probe import ProbeRun
@@ -105,28 +106,21 @@ def probe(
             raise UsageError("no tasks given",
                              hint="pass --task NAME (repeatable), --tasks a,b or --suite NAME; "
                                   "see `gradts data list`")
-        names, suite = output.choose_tasks(registry.names(), dict(registry.suites))
+        names, suite = views.choose_tasks(registry.names(), dict(registry.suites))
     specs = registry.resolve(names, suite)
     model_id = require_model(cfg.run.model)
 
     from gradts_engine.probe import probe_tasks
 
     store = st.store()
-    with output.progress_reporter() as report:
-        def on_event(event: Any) -> None:
-            if event.stage == "cached":
-                output.info(f"[dim]{event.task}: cached, reused ({event.message})[/dim]")
-                return
-            if event.stage in ("load", "done"):
-                return
-            report(event)
-
+    with views.progress(len(specs)) as on_event:
         result = probe_tasks(model_id, specs, store=store, run=cfg.run, probe=cfg.probe,
                              force=force, progress=on_event)
     if json_:
         output.print_json(as_data(result))
         return
-    output.probe_report(result, estimator)
+    output.show(*views.renderables(result, estimator, {s.name: len(s.labels) for s in specs
+                                                       if s.kind == "classification"}))
 
 
 def as_data(result: ProbeRun) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from ..options import (
     check_choice,
     state,
 )
+from ..views import report as views
 
 
 def register(app: typer.Typer) -> None:
@@ -84,12 +85,14 @@ def report(
         registry = None
     rep = build_report(st.store(), cfg.run.model, primary, measure=cfg.probe.measure,
                        estimator=cfg.corr.estimator, method=cfg.corr.method, registry=registry)
+    classes = ({s.name: len(s.labels) for s in registry if s.kind == "classification"}
+               if registry is not None else {})
+    items = views.renderables(rep, matrix=not no_matrix, n_classes=classes)
     if json_:
         output.print_json(rep.to_dict())
     else:
-        output.report_view(rep, matrix=not no_matrix)
+        output.show(*items)
     if svg is not None or html is not None:
-        items = output.report_renderables(rep, matrix=not no_matrix)
-        for path in output.export_view(items, svg=svg, html=html,
-                                       title=f"gradts report — {rep.model_name}"):
+        for path in views.export(items, svg=svg, html=html,
+                                 title=f"gradts report — {rep.model_name}"):
             output.success(f"wrote {path}")

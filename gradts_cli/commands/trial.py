@@ -29,6 +29,7 @@ from ..options import (
     split_list,
     state,
 )
+from ..views import trial as views
 
 COMPARE = ("random", "all")
 
@@ -128,15 +129,17 @@ def trial(
     cands = [s for s in registry.resolve(names, suite) if s.name != p.name]
     model_id = require_model(cfg.run.model)
 
-    from gradts_engine.trial import run_trial
+    from gradts_engine.selection.trial import run_trial
+    from gradts_engine.signal import ImportanceSignal
 
     store = st.store()
-    with output.trial_live(p.name, p.main_metric) as on_event:
+    with views.progress(p.name, p.main_metric) as on_event:
         result = run_trial(model_id, p, cands, store=store, run=cfg.run, trial=cfg.trial,
-                           estimator=cfg.corr.estimator, method=cfg.corr.method,
-                           measure=cfg.probe.measure, compare=tuple(comp),
+                           signal=ImportanceSignal.parse(cfg.probe.measure, cfg.corr.estimator,
+                                                         cfg.corr.method), compare=tuple(comp),
                            holdout_fraction=holdout_fraction, force=force, progress=on_event)
     if json_:
         output.print_json(result.to_json())
         return
-    output.trial_report(result)
+    output.show(*views.renderables(result, n_classes=len(p.labels) or None))
+    output.info(views.footer(result))

@@ -130,6 +130,7 @@ class ProbeContext:
     settings: dict[str, Any]
     model_name: str
     timings: dict[str, float] = field(default_factory=dict)
+    force: bool = False         # --force: recompute the tokens caches too (e.g. a damaged one)
 
     @property
     def measure(self) -> Measure:
@@ -161,6 +162,7 @@ def context(model: str, run: RunSettings, probe: ProbeSettings, store: Store) ->
         raise UnsupportedArchitectureError(
             f"the {probe.measure} measure is not defined for {model_type!r} models like "
             f"{ref.name}", hint="use --measure gate or qkv")
+    models.check_weights(ref)  # before anything is cached: a broken model leaves no trace
     tokenizer = models.load_tokenizer(ref)
     # the one max-length rule (models.resolve_max_length); the key records the resolved value
     probe = dataclasses.replace(probe, max_length=models.resolve_max_length(
@@ -202,6 +204,7 @@ def probe_tasks(model: str, tasks: Sequence[TaskSpec], *, store: Store, run: Run
     if not tasks:
         raise ConfigError("no tasks to probe", hint="pass --task NAME or --suite NAME")
     ctx = context(model, run, probe, store)
+    ctx.force = force
     outcomes = []
     for spec in tasks:
         interrupts.check()
@@ -237,7 +240,8 @@ def _probe_one(ctx: ProbeContext, spec: TaskSpec, *, force: bool,
         if not force and ctx.store.exists(key):  # another process finished it meanwhile
             return _cached(ctx, spec, key, t0, progress)
         encoded = data.encode_split(split, ctx.tokenizer, tokenizer_id=ctx.ref.cache_id,
-                                    max_length=ctx.probe.max_length, store=ctx.store)
+                                    max_length=ctx.probe.max_length, store=ctx.store,
+                                    force=force)
         _check_labels(spec, encoded.labels)
         load_s = time.perf_counter() - t0
         with ctx.store.writer(key) as w:
@@ -253,7 +257,8 @@ def _probe_one(ctx: ProbeContext, spec: TaskSpec, *, force: bool,
 
 
 def _check_labels(spec: TaskSpec, labels: np.ndarray) -> None:
-    """Every training label must fit the head: ids in [0, n_out), finite regression values."""
+    """Every training label must fit the head: ids in [0, n_out), finite regression values,
+    and a classification task has at least two classes among its training examples."""
     if spec.kind == "regression":
         bad = np.flatnonzero(~np.isfinite(labels))
         if bad.size:
@@ -271,6 +276,12 @@ def _check_labels(spec: TaskSpec, labels: np.ndarray) -> None:
         raise DataError(f"task '{spec.name}': train example {int(bad[0])} {why}"
                         + (f" ({bad.size} such examples)" if bad.size > 1 else ""),
                         hint="fix the data, or redeclare the task's labels", task=spec.name)
+    present = np.unique(labels)
+    if labels.size > 1 and present.size < 2:
+        raise DataError(f"task '{spec.name}': every train example has the one label "
+                        f"'{spec.labels[int(present[0])]}', so there is no class to tell apart",
+                        hint="check the label column, or use more training examples "
+                             "(--max-train-examples)", task=spec.name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,7 +448,8 @@ def _dev_metrics(ctx: ProbeContext, spec: TaskSpec, net: Any,
         if not split.has_labels:
             return None
         enc = data.encode_split(split, ctx.tokenizer, tokenizer_id=ctx.ref.cache_id,
-                                max_length=ctx.probe.max_length, store=ctx.store)
+                                max_length=ctx.probe.max_length, store=ctx.store,
+                                force=ctx.force)
     except GradtsError as e:  # a dev-split problem must not cost the probe
         return {"error": e.message}
     emit(progress, Stage.DEV, task=spec.name, done=0, total=len(enc))

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import CorruptEntryError, StoreError
+from .errors import ConfigError, CorruptEntryError, StoreError
 
 FORMAT_VERSION = 1
 META = "meta.json"
@@ -154,11 +154,19 @@ def entry_digest(meta: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old content or the new one, never a part."""
-    make_dirs(path.parent)
+def atomic_write_bytes(path: Path, data: bytes, what: str | None = None) -> None:
+    """Write a file so that readers see the old content or the new one, never a part.
+
+    ``what`` names a user's output file (``"--csv"``): a path that cannot be written (under a
+    regular file, onto a directory, read-only, full) is then a one-line :class:`ConfigError`
+    naming the option, instead of an ``OSError``.
+    """
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
+        make_dirs(path.parent)
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "it is a directory", str(path))
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
@@ -166,13 +174,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         not_world_writable(tmp)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except OSError as e:
+        if what is None:
+            raise
+        raise ConfigError(f"cannot write {what} {path}: {e.strerror or e}",
+                          hint="give a file path in a writable folder") from e
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp.unlink()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: Path, text: str, what: str | None = None) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), what)
 
 
 @dataclass(frozen=True)

@@ -23,17 +23,14 @@ def register(app: typer.Typer) -> None:
 def list_(ctx: typer.Context,
           kind: Annotated[str | None, typer.Option("--kind", help="Only this kind.")] = None,
           json_: JsonOpt = False) -> None:
+    from ..views import cache as views
+
     st = state(ctx).store()
-    rows = [{"key": e.path, "kind": e.kind, "names": list(e.names), "created": e.created,
-             "bytes": e.size, "state": e.state.value, "problem": e.problem,
-             "settings": dict(e.settings)}
-            for e in st.scan() if kind is None or e.kind == kind]
+    entries = [e for e in st.scan() if kind is None or e.kind == kind]
     if json_:
-        output.print_json({"root": str(st.root), "entries": rows})
+        output.print_json({"root": str(st.root), "entries": [views.entry_row(e) for e in entries]})
         return
-    output.table(f"cache at {st.root}", ["entry", "created", "size", "state"],
-                 [(r["key"], r["created"] or "-", _size(r["bytes"]), r["state"]) for r in rows],
-                 caption=f"{len(rows)} entries")
+    output.show(views.list_table(st.root, entries))
 
 
 @cache_app.command("verify", help="Recompute every checksum; name the damaged entries and "
@@ -76,11 +73,3 @@ def rm(ctx: typer.Context,
     for p in paths:
         for removed in st.remove(p):
             output.success(f"removed {removed}")
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)

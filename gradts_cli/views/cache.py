@@ -33,16 +33,17 @@ def entry_settings(spec: Mapping[str, Any]) -> str:
 
 
 def entry_row(e: Any) -> dict[str, Any]:
-    """An entry as data (``cache list --json``)."""
-    return {"key": e.key_path, "kind": e.kind, "created": e.meta.get("created"),
-            "bytes": sum(f.get("bytes", 0) for f in e.meta.get("files", {}).values()),
-            "settings": dict(e.spec.get("settings", {})) if isinstance(
-                e.spec.get("settings"), Mapping) else {}}
+    """An entry as :meth:`Store.scan` sees it, as data (``cache list --json``)."""
+    return {"key": e.path, "kind": e.kind, "names": list(e.names), "created": e.created,
+            "bytes": e.size, "state": e.state.value, "problem": e.problem,
+            "settings": dict(e.settings)}
 
 
 def list_table(root: Any, entries: Sequence[Any]) -> RenderableType:
-    rows = [(e.key_path, e.meta.get("created") or "–", entry_settings(e.spec),
-             size_text(entry_row(e)["bytes"])) for e in entries]
+    rows = [(e.path, e.created or "–", entry_settings({"settings": e.settings}),
+             size_text(e.size), e.state.value if e.problem is None
+             else f"{e.state.value}: {e.problem}") for e in entries]
     return table(f"cache at {root}", [Col("entry", wrap=True), "created",
-                                      Col("settings", wrap=True), ("size", "right")], rows,
+                                      Col("settings", wrap=True), ("size", "right"),
+                                      Col("state", wrap=True)], rows,
                  caption=plural(len(rows), "entry", "entries"))

@@ -18,6 +18,7 @@ from .helpers import FAST, in_process, world
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
+pytestmark = pytest.mark.slow
 
 
 def _probe_entry(home: Path, task: str) -> Path:

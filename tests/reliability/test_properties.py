@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from .helpers import in_process
 
 DOCUMENTED = {0, 2, 3, 4}
-PROPS = settings(max_examples=25, deadline=None,
+PROPS = settings(max_examples=20, deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture,
                                         HealthCheck.too_slow])
 

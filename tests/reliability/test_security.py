@@ -146,6 +146,7 @@ def test_cache_rm_refuses_paths_outside(tmp_path: Path, capsys) -> None:
     assert (victim / "keep.txt").read_text() == "precious" and s.entry(key)
 
 
+@pytest.mark.slow
 def test_written_files_are_not_world_writable(pipeline) -> None:
     _, snaps, _ = pipeline
     home = snaps["fg"]

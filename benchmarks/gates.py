@@ -5,6 +5,10 @@ P1  a fine-tuning step (forward + backward + AdamW step) with the gates attached
 P2  per-instance importance: batched ``gate_importance`` (one forward + one backward per batch)
     against a batch-size-1 loop of the original weight-gradient measure (``legacy_importance``)
     on the same model and data.                                              goal: speed-up >= 30x
+P2' the importance pass at its floor: batched ``gate_importance`` with the parameters frozen
+    (``importance.frozen_parameters``, as the probe's ``after`` pass runs it: the gates are the
+    only leaves, no weight gradient) against one no-grad forward of the same batch.
+                                                                             goal: ratio <= 2.1
 
 A BERT of moderate size is built from a config (random weights; speed does not depend on them).
 Timings are medians over repetitions after warm-up; the two sides of P1 are interleaved so that
@@ -25,6 +29,7 @@ import torch.nn.functional as F
 from transformers import BertConfig, BertForSequenceClassification
 
 from gradts_engine.heads import HeadGates, gate_importance, legacy_importance
+from gradts_engine.importance import frozen_parameters
 
 
 def ce(out, batch):
@@ -125,9 +130,18 @@ def main() -> None:
         ones = [{k: v[b : b + 1] for k, v in batch.items()} for b in range(B)]
         gate_loop = [timed(lambda g=g: [gate_importance(model, o, ce, g) for o in ones], device)]
         gate_loop += [timed(lambda g=g: [gate_importance(model, o, ce, g) for o in ones], device)]
-    with torch.no_grad():
-        fwd = [timed(lambda: model(**inputs), device) for _ in range(1 + reps2)][1:]
+    # P2': frozen parameters (the probe's after pass) against a no-grad forward, interleaved
+    fwd, floor = [], []
+    with HeadGates(model) as g, frozen_parameters(model):
+        for i in range(1 + reps2):
+            with torch.no_grad():
+                t_fwd = timed(lambda: model(**inputs), device)
+            t_floor = timed(lambda g=g: gate_importance(model, batch, ce, g), device)
+            if i >= 1:
+                fwd.append(t_fwd)
+                floor.append(t_floor)
     p2_gate_loop, p2_fwd = gate_loop[-1], statistics.median(fwd)
+    p2_floor = statistics.median(floor)
 
     p1_plain, p1_gated = statistics.median(plain), statistics.median(gated)
     p2_gate, p2_legacy = statistics.median(batched), statistics.median(loop)
@@ -157,9 +171,18 @@ def main() -> None:
         f"{'gate_importance, batch ' + str(B):<34} {p2_gate:>8.4f} {r2:>7.1f}x  >= 30x "
         f"{'ok' if r2 >= 30 else 'MISSED'}"
     )
+    r2f = p2_floor / p2_fwd
+    P2F = "P2'"
+    print(
+        f"{P2F:<4} {'one forward, no grad, batch ' + str(B):<34} {p2_fwd:>8.4f} "
+        f"{'gate_importance, frozen params':<34} {p2_floor:>8.4f} {r2f:>8.3f}  <= 2.1  "
+        f"{'ok' if r2f <= 2.1 else 'MISSED'}"
+    )
     print()
     print(
-        f"P2 throughput: gate {B / p2_gate:.0f} examples/s, legacy {B / p2_legacy:.1f} examples/s"
+        f"P2 throughput: gate {B / p2_gate:.0f} examples/s (frozen parameters "
+        f"{B / p2_floor:.0f}), legacy {B / p2_legacy:.1f} examples/s; gate_importance with "
+        f"trainable parameters {p2_gate / p2_fwd:.3f}x a no-grad forward"
     )
     lo_p, hi_p, lo_g, hi_g = min(plain), max(plain), min(gated), max(gated)
     print(f"P1 spread: plain {lo_p:.4f}-{hi_p:.4f} s, gated {lo_g:.4f}-{hi_g:.4f} s")

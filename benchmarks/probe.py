@@ -52,7 +52,7 @@ def new_probe(model: str, spec, root: Path, run: RunSettings, settings: ProbeSet
 def original_shape(model: str, spec, root: Path, run: RunSettings, settings: ProbeSettings
                    ) -> dict[str, float]:
     t0 = time.perf_counter()
-    ctx = probe._context(model, run, dataclasses.replace(settings, measure="legacy"), Store(root))
+    ctx = probe.context(model, run, dataclasses.replace(settings, measure="legacy"), Store(root))
     split = data.load_split(spec, "train", store=ctx.store,
                             max_examples=settings.max_train_examples)
     enc = data.encode_split(split, ctx.tokenizer, tokenizer_id=ctx.ref.cache_id,
@@ -68,7 +68,7 @@ def original_shape(model: str, spec, root: Path, run: RunSettings, settings: Pro
             sync(ctx.device)
             out[name] = time.perf_counter() - t
         t = time.perf_counter()
-        probe.importance_pass(ctx, spec, net, layout, enc, None, None)
+        probe.after_pass(ctx, spec, net, layout, enc, None, None)
         sync(ctx.device)
         out["importance pass"] = time.perf_counter() - t
     out["total"] = time.perf_counter() - t0

@@ -39,14 +39,14 @@ ids = rng.integers(5, 200, size=int(offsets[-1])).astype(np.int32)
 enc = data.Encoded(ids, None, offsets, rng.integers(0, 2, size=n).astype(np.int64),
                    "neg_movie", "train", "synthetic")
 settings = ProbeSettings(epochs=1, batch_size=64, max_length=16)
-ctx = probe._context(str(path), RunSettings(device="cpu", seed=0), settings, Store(root + "/h"))
+ctx = probe.context(str(path), RunSettings(device="cpu", seed=0), settings, Store(root + "/h"))
 net, layout = probe.build_probe_model(ctx, spec)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 st = Store(root + "/h")
 key = st.key("bench", ["mem"], {"n": n})
 t0 = time.perf_counter()
 with st.writer(key) as w:
-    probe.importance_pass(ctx, spec, net, layout, enc, w, None)
+    probe.after_pass(ctx, spec, net, layout, enc, w, None)
 secs = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 files = sorted(p.name for p in st.path(key).iterdir())

@@ -40,8 +40,6 @@ from .correlate import (
     METHODS,
     InstanceSummary,
     RankedCandidate,
-    attach_bootstrap,
-    bootstrap_rankings_all,
     correlate_many,
     correlation_matrix,
     instance_summary,
@@ -55,13 +53,23 @@ from .errors import (
     UsageError,
     did_you_mean,
 )
-from .progress import ProgressFn, emit
-from .results import ESTIMATORS, MEASURES, ImportanceResult, find_results, load_results
+from .progress import ProgressFn, Stage, emit
+from .rank_bootstrap import attach_bootstrap, bootstrap_rankings_all
+from .results import (
+    ESTIMATORS,
+    MEASURES,
+    ImportanceResult,
+    check_comparable,
+    choose_probes,
+    find_results,
+    read_result,
+)
+from .signal import FG_THRESHOLD
 
 if TYPE_CHECKING:
     from .store import Store
 
-THRESHOLDS: tuple[float, ...] = (0.5, 0.62, 0.7)  # 0.62: the original GradTS-fg cut
+THRESHOLDS: tuple[float, ...] = (0.5, FG_THRESHOLD, 0.7)  # FG_THRESHOLD: the original fg cut
 HIST_BINS = 20  # over [-1, 1]
 BOOT_LEVEL = 0.90
 BOOT_ESTIMATOR = "after"
@@ -250,10 +258,15 @@ def _check_choice(value: str, choices: Sequence[str], what: str, flag: str) -> N
         )
 
 
-def _load(store: Store, model: str, tasks: list[str], measure: str) -> list[ImportanceResult]:
-    """load_results, with "did you mean" against the probed names for a mistyped task."""
+def _load(store: Store, model: str, tasks: list[str], measure: str
+          ) -> tuple[list[ImportanceResult], str | None]:
+    """The probes by the one rule (:func:`results.choose_probes`) and its warning, with
+    "did you mean" against the probed names for a mistyped task."""
     try:
-        return load_results(store, model, tasks, measure)
+        choice = choose_probes(store, model, tasks, measure)
+        results = [read_result(store, choice.entries[t]) for t in tasks]
+        check_comparable(results)
+        return results, choice.warning
     except MissingResultError as e:
         probed = probed_tasks(store, model, measure)
         missing = list(e.details.get("tasks", []))
@@ -344,7 +357,7 @@ def correlate_tasks(
             hint="name more with --tasks a,b,c or --suite, or probe more: "
                  f"gradts probe --model {model} --task TASK")
 
-    results = _load(store, model, names, measure)
+    results, choice_warning = _load(store, model, names, measure)
     by_task = {r.task: r for r in results}
     timings["load_s"] = time.perf_counter() - t0
 
@@ -367,7 +380,8 @@ def correlate_tasks(
     }
     timings["correlate_s"] = time.perf_counter() - t0 - timings["load_s"]
 
-    warnings = [w for w in [_settings_warning(results)] if w]
+    # one warning: how the chosen probes differ, else that other settings groups were left out
+    warnings = [w for w in [_settings_warning(results) or choice_warning] if w]
 
     inst_rows = None
     if instances and primary:
@@ -415,11 +429,11 @@ def _instance_level(by_task: Mapping[str, ImportanceResult], primary: str, x: np
         for _idx, R in r.iter_instances():  # chunk by chunk: memory stays bounded
             s, _ = correlate_many(x, instance_vectors(R), method)  # (n,)
             parts.append(s)
-            emit(progress, "instances", task=t, done=k, total=len(order),
+            emit(progress, Stage.INSTANCES, task=t, done=k, total=len(order),
                  message=f"{sum(len(p) for p in parts)} instances")
         stats = np.concatenate(parts) if parts else np.zeros(0)
         rows.append(InstanceRow(t, t == primary, instance_summary(stats, THRESHOLDS, HIST_BINS)))
-    emit(progress, "instances", done=len(order), total=len(order))
+    emit(progress, Stage.INSTANCES, done=len(order), total=len(order))
     return tuple(rows)
 
 
@@ -442,7 +456,7 @@ def _bootstrap(by_task: Mapping[str, ImportanceResult], names: list[str],
 
     def loader(t: str) -> Any:
         def load() -> np.ndarray:
-            emit(progress, "bootstrap", task=t, done=done[0], total=len(names),
+            emit(progress, Stage.BOOTSTRAP, task=t, done=done[0], total=len(names),
                  message=f"{n_boot} replicates")
             done[0] += 1
             return by_task[t].instances()[1]
@@ -450,7 +464,7 @@ def _bootstrap(by_task: Mapping[str, ImportanceResult], names: list[str],
 
     boot = bootstrap_rankings_all({t: loader(t) for t in names}, primaries, n_boot, seed,
                                   method, level)  # type: ignore[arg-type]
-    emit(progress, "bootstrap", done=len(names), total=len(names))
+    emit(progress, Stage.BOOTSTRAP, done=len(names), total=len(names))
 
     # the after estimator's own full-data ranking, beside which the intervals are reported
     if estimator == BOOT_ESTIMATOR:

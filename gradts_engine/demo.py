@@ -39,11 +39,10 @@ from .progress import ProgressFn, emit
 
 if TYPE_CHECKING:
     from .corr import CorrResult
-    from .fg import FgResult
     from .probe import ProbeRun
     from .report import Report
+    from .selection.records import FgResult, TrialSummary
     from .store import Store
-    from .trial import TrialSummary
 
 __all__ = ["BUDGET_S", "DEFAULT_PRIMARY", "DEMO_DIR", "DemoResult", "DemoSettings", "SiblingRow",
            "StageTime", "demo_home", "demo_model", "run_demo", "sibling_rows"]
@@ -346,12 +345,13 @@ def run_demo(store: Store, *, model: str | None = None, primary: str = DEFAULT_P
     if s.skip_trial:
         stages.append(StageTime("trial", 0.0, "skipped (--skip-trial)", skipped=True))
     else:
-        from .trial import run_trial
+        from .selection.trial import run_trial
+        from .signal import ImportanceSignal
 
         cands = [sp for sp in specs if sp.name != primary]
         trial = run_trial(model_name, p_spec, cands, store=store, run=run, trial=trial_set,
-                          estimator=s.estimator, method=s.method, force=force,
-                          progress=progress)
+                          signal=ImportanceSignal.parse(estimator=s.estimator, method=s.method),
+                          force=force, progress=progress)
         stages.append(StageTime("trial", time.perf_counter() - t0,
                                 f"{len(trial.trials)} candidate sets for {primary}, "
                                 f"{s.trial_epochs} epoch(s), max {s.trial_max_aux} aux"))
@@ -363,11 +363,15 @@ def run_demo(store: Store, *, model: str | None = None, primary: str = DEFAULT_P
         why = "--skip-fg" if s.skip_fg else "needs the trial"
         stages.append(StageTime("fg", 0.0, f"skipped ({why})", skipped=True))
     else:
-        from .fg import run_fg
+        from .selection.cuts import make_cuts
+        from .selection.fg import run_fg
+        from .signal import ImportanceSignal
 
+        cuts = make_cuts(None if s.fg_keep_fraction is not None else [s.fg_threshold],
+                         s.fg_keep_fraction)
         fg = run_fg(model_name, p_spec, None, store=store, run=run, trial_settings=trial_set,
-                    thresholds=None if s.fg_keep_fraction is not None else [s.fg_threshold],
-                    keep_fraction=s.fg_keep_fraction, estimator=s.estimator, method=s.method,
+                    cuts=cuts, signal=ImportanceSignal.parse(estimator=s.estimator,
+                                                             method=s.method),
                     force=force, progress=progress, registry=registry)
         kept = fg.rows[0].kept_total if fg.rows else 0
         stages.append(StageTime("fg", time.perf_counter() - t0,

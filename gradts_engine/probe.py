@@ -3,76 +3,60 @@
 For every task ``T`` of a comparison, starting from the same pretrained weights and the same
 seeded initialisation of a fresh task head (:func:`models.build_task_model`):
 
-1. **Fine-tune** the encoder and the head on ``T``'s train split: AdamW (no weight decay on
-   biases and normalisation weights), linear warm-up over ``warmup`` (10%) of the steps then
-   linear decay to 0, gradient clipping at 1.0, length-grouped shuffled batches with dynamic
-   padding (:func:`data.batches`, :func:`data.collate`), mean cross-entropy (squared error for
-   regression) per batch; bf16/fp16 autocast on CUDA (a ``GradScaler`` for fp16).
-   With the ``gate`` measure the head gates ``xi`` (B, L, H) are open during training, so
-   every step's backward also gives ``d(batch loss)/dxi``; the ``during`` estimator is::
-
-       during_raw[l, h] = sum_steps | sum_b d(batch loss)/dxi[b, l, h] |       # (L, H)
-       during           = layer_l1(during_raw)
-
-   accumulated on the device (no host copy per step). With ``qkv`` / ``legacy`` the step's
-   parameter gradients of ``W_Q``, ``W_K``, ``W_V`` (which the step computes anyway) take the
-   place of the gate gradient: per head, the mean absolute gradient over its rows of W_Q, W_K
-   and W_V (``qkv``), or ``mean(|dW_K| + |dW_V|)`` over its input columns (``legacy``); these
-   are gradients of the batch loss, not per-example. (ALBERT shares one set of projections
-   across layers, so its per-step weight gradients cannot be split by layer: every layer that
-   shares a module gets the same ``during`` row. Its ``gate`` and ``after`` results are exact.)
-   Gradients are taken before clipping (the gradient of the batch loss itself).
-2. **Importance pass** (the ``after`` estimator, the original GradTS's): the fine-tuned model
-   in eval mode, no update, one pass over the same train split with the measure's per-example
-   function (:func:`heads.gate_importance`: one forward and one backward per batch;
-   :func:`heads.qkv_importance`; :func:`heads.legacy_importance`), giving the raw instance
-   matrices ``R_i`` (N, L, H) and::
-
-       after_raw = mean_i R_i            after = minmax(layer_l1(after_raw))
-
-   The pass walks the split in contiguous chunks of :data:`INSTANCES_PER_CHUNK` examples
-   (sorted by length inside a chunk, for little padding); each chunk's ``R`` is gathered on
-   the device and moved to the host once, then written as ``instances-NNNNN.safetensors`` with
-   the examples' split indices (sorted), so memory stays bounded for MNLI-size tasks.
-3. Optionally the fine-tuned probe's dev-split metrics (at most :data:`DEV_EVAL_MAX` examples).
+1. **Fine-tune** the encoder and the head on ``T``'s train split with the one training loop
+   (:class:`training.Trainer`: AdamW, warm-up and linear decay, clipping, mixed precision,
+   finite-loss check): length-grouped shuffled batches with dynamic padding
+   (:func:`data.batches`, :func:`data.collate`), mean cross-entropy (squared error for
+   regression) per batch. The trainer's per-step hook accumulates the ``during`` estimator
+   (:class:`importance.GateDuring` with the ``gate`` measure, whose gates ``xi`` (B, L, H) are
+   open during training; :class:`importance.WeightGradDuring` with ``qkv`` / ``legacy``).
+2. **Importance pass** (the ``after`` estimator, the original GradTS's):
+   :func:`importance.importance_pass`, the raw instance matrices ``R_i`` (N, L, H) written in
+   chunks of :data:`INSTANCES_PER_CHUNK` with their split indices, and ``after_raw = mean_i
+   R_i``. Task matrices: ``during = layer_l1(during_raw)``, ``after =
+   minmax(layer_l1(after_raw))`` (:func:`importance.normalise`).
+3. Optionally the fine-tuned probe's dev-split metrics (at most :data:`DEV_EVAL_MAX` examples,
+   :func:`metrics.compute_metrics`).
 
 The entry is written under :func:`results.probe_key` while holding the key's lock; it becomes
 visible only when complete, so an interrupted run leaves the finished tasks cached and nothing
-half-written, and the next run continues with the rest. A finite loss is checked every few
-steps (without a device sync per step); NaN or infinity stops with :class:`TrainingError`.
+half-written, and the next run continues with the rest.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from . import results
 from .config import ProbeSettings, RunSettings
-from .errors import ConfigError, DataError, GradtsError, TrainingError, did_you_mean
-from .progress import ProgressFn, emit
+from .errors import ConfigError, GradtsError
+from .probe_context import (
+    PROBE_VERSION,
+    ProbeContext,
+    check_labels,
+    check_settings,
+    context,
+    probe_key,
+    probe_settings,
+)
+from .progress import ProgressFn, Stage, emit
+from .signal import Measure
 from .store import Store
 from .tasks.spec import TaskSpec
 
-if TYPE_CHECKING:  # pragma: no cover
-    pass
-
-__all__ = ["DEV_EVAL_MAX", "INSTANCES_PER_CHUNK", "PROBE_VERSION", "ProbeOutcome", "ProbeRun",
-           "probe_settings", "probe_tasks"]
+__all__ = ["DEV_EVAL_MAX", "INSTANCES_PER_CHUNK", "PROBE_VERSION", "ProbeContext", "ProbeOutcome",
+           "ProbeRun", "after_pass", "build_probe_model", "check_labels", "context", "fine_tune",
+           "pass_settings", "probe_settings", "probe_tasks"]
 
 INSTANCES_PER_CHUNK = 8192   # instance matrices per instances-NNNNN.safetensors file
 DEV_EVAL_MAX = 2000          # dev examples scored after fine-tuning (a cheap sanity check)
-PROBE_VERSION = 1            # bump when the computation changes: part of every probe key
-GRAD_CLIP = 1.0
-_EMIT_SECONDS = 0.5          # progress (and the finite-loss check) at most this often ...
-_CHECK_STEPS = 50            # ... and at least every this many steps
 
 
 @dataclass(frozen=True)
@@ -91,123 +75,8 @@ class ProbeRun:
 
     model: str
     model_cache_id: str
-    measure: str
+    measure: Measure             # a str enum: == "gate"
     outcomes: tuple[ProbeOutcome, ...]
-
-
-# ---------------------------------------------------------------------------------------------
-# Settings, keys
-# ---------------------------------------------------------------------------------------------
-def _precision_name(dtype: Any) -> str:
-    if dtype is None:
-        return "fp32"
-    return {"torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(str(dtype), str(dtype))
-
-
-def probe_settings(probe: ProbeSettings, run: RunSettings, precision: str) -> dict[str, Any]:
-    """The settings part of a probe key (``precision`` resolved: fp32, bf16 or fp16)."""
-    return {
-        "epochs": probe.epochs, "batch_size": probe.batch_size, "lr": probe.lr,
-        "max_length": probe.max_length, "max_train_examples": probe.max_train_examples,
-        "warmup": probe.warmup, "weight_decay": probe.weight_decay, "seed": run.seed,
-        "precision": precision, "instances": bool(probe.instances), "version": PROBE_VERSION,
-    }
-
-
-def _readable_model_name(ref: Any) -> str:
-    """A short human-readable model name for the store path (hub id, or the directory)."""
-    if ref.commit or not Path(ref.name).expanduser().exists():
-        return ref.name
-    parts = Path(ref.path).resolve().parts
-    return "/".join(parts[-2:]) if parts[-1] in ("model", "models") else parts[-1]
-
-
-def _check_settings(probe: ProbeSettings) -> None:
-    from .heads import MEASURES
-
-    if probe.measure not in MEASURES:
-        raise ConfigError(f"unknown importance measure {probe.measure!r}",
-                          hint=did_you_mean(probe.measure, MEASURES)
-                          or f"choose --measure from {', '.join(MEASURES)}")
-    for name, value, low in (("epochs", probe.epochs, 1), ("batch-size", probe.batch_size, 1),
-                             ("max-length", probe.max_length, 8)):
-        if value < low:
-            raise ConfigError(f"--{name} must be at least {low}, not {value}")
-    if probe.max_train_examples is not None and probe.max_train_examples < 1:
-        raise ConfigError(f"--max-train-examples must be at least 1, not "
-                          f"{probe.max_train_examples}")
-    if not (probe.lr >= 0 and math.isfinite(probe.lr)):
-        raise ConfigError(f"--lr must be a finite number >= 0, not {probe.lr}")
-    if not 0.0 <= probe.warmup < 1.0:
-        raise ConfigError(f"probe warmup must be a fraction in [0, 1), not {probe.warmup}")
-    if probe.weight_decay < 0:
-        raise ConfigError(f"probe weight_decay must be >= 0, not {probe.weight_decay}")
-
-
-# ---------------------------------------------------------------------------------------------
-# The run's shared context
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class _Ctx:
-    """What every task of one run shares: the model, tokenizer, device, settings."""
-
-    ref: Any
-    config: Any
-    tokenizer: Any
-    device: Any
-    dtype: Any                  # autocast dtype or None (fp32)
-    run: RunSettings
-    probe: ProbeSettings
-    store: Store
-    settings: dict[str, Any]
-    model_name: str
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def autocast(self) -> Any:
-        import torch
-
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
-
-
-def _context(model: str, run: RunSettings, probe: ProbeSettings, store: Store) -> _Ctx:
-    from . import heads, models
-    from .errors import UnsupportedArchitectureError
-
-    t0 = time.perf_counter()
-    device = models.resolve_device(run.device)
-    dtype = models.resolve_precision(run.precision, device)
-    ref = models.resolve_model(model, run.revision, trust_remote_code=run.trust_remote_code)
-    config = models.read_config(ref)
-    model_type = str(getattr(config, "model_type", ""))
-    if model_type not in heads.SUPPORTED_MODEL_TYPES:
-        raise UnsupportedArchitectureError(
-            f"model {ref.name} is a {model_type!r} model, which gradts cannot gate",
-            hint=f"use a model of a supported family: {', '.join(heads.SUPPORTED_MODEL_TYPES)}")
-    if not heads.supports_measure(model_type, probe.measure):
-        raise UnsupportedArchitectureError(
-            f"the {probe.measure} measure is not defined for {model_type!r} models like "
-            f"{ref.name}", hint="use --measure gate or qkv")
-    tokenizer = models.load_tokenizer(ref)
-    limit = models.model_max_length(config, tokenizer)
-    if probe.max_length > limit:
-        raise ConfigError(f"--max-length {probe.max_length} is longer than model {ref.name} "
-                          f"accepts ({limit} tokens)", hint=f"use --max-length {limit} or less")
-    ctx = _Ctx(ref, config, tokenizer, device, dtype, run, probe, store,
-               probe_settings(probe, run, _precision_name(dtype)), _readable_model_name(ref))
-    ctx.timings["resolve_s"] = time.perf_counter() - t0
-    return ctx
-
-
-def _key(ctx: _Ctx, spec: TaskSpec) -> Any:
-    from . import data
-
-    return results.probe_key(
-        ctx.store, model_cache_id=ctx.ref.cache_id, model_name=ctx.model_name, task=spec.name,
-        task_fingerprint=spec.fingerprint(),
-        data_fingerprint=data.data_fingerprint(spec, store=ctx.store),
-        measure=ctx.probe.measure, settings=ctx.settings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,42 +84,54 @@ def _key(ctx: _Ctx, spec: TaskSpec) -> Any:
 # ---------------------------------------------------------------------------------------------
 def probe_tasks(model: str, tasks: Sequence[TaskSpec], *, store: Store, run: RunSettings,
                 probe: ProbeSettings, force: bool = False,
-                progress: ProgressFn | None = None) -> ProbeRun:
+                progress: ProgressFn | None = None,
+                measure: Measure | str | None = None) -> ProbeRun:
     """Probe every task in ``tasks`` with ``model`` (see the module docstring).
 
     Cached results are reused at once (unless ``force``); the others are computed one after
-    another, each written to the store as soon as it is finished.
+    another, each written to the store as soon as it is finished. ``measure`` (a
+    :class:`Measure` or its name) overrides ``probe.measure``.
     """
-    _check_settings(probe)
+    from . import interrupts
+
+    if measure is not None:
+        probe = dataclasses.replace(probe, measure=measure)
+    probe = check_settings(probe)
     if not tasks:
         raise ConfigError("no tasks to probe", hint="pass --task NAME or --suite NAME")
-    ctx = _context(model, run, probe, store)
+    ctx = context(model, run, probe, store)
+    from . import distributed
+
+    ctx.world = distributed.init(ctx.device.type)
+    if ctx.world.distributed:
+        return _probe_parallel(ctx, model, tasks, force=force, progress=progress)
     outcomes = []
     for spec in tasks:
+        interrupts.check()
         outcomes.append(_probe_one(ctx, spec, force=force, progress=progress))
-    return ProbeRun(model, ctx.ref.cache_id, probe.measure, tuple(outcomes))
+    return ProbeRun(model, ctx.ref.cache_id, ctx.measure, tuple(outcomes))
 
 
-def _cached(ctx: _Ctx, spec: TaskSpec, key: Any, t0: float,
+def _cached(ctx: ProbeContext, spec: TaskSpec, key: Any, t0: float,
             progress: ProgressFn | None) -> ProbeOutcome:
     entry = ctx.store.entry(key, verify=True)  # a damaged entry is reported, never used
     result = results.read_result(ctx.store, entry, verify=False)
-    emit(progress, "cached", task=spec.name, done=1, total=1, message=str(entry.path))
+    emit(progress, Stage.CACHED, task=spec.name, done=1, total=1, message=str(entry.path))
     return ProbeOutcome(spec.name, True, time.perf_counter() - t0, result)
 
 
-def _probe_one(ctx: _Ctx, spec: TaskSpec, *, force: bool,
+def _probe_one(ctx: ProbeContext, spec: TaskSpec, *, force: bool,
                progress: ProgressFn | None) -> ProbeOutcome:
     from . import data
 
     t0 = time.perf_counter()
-    key = _key(ctx, spec)
+    key = probe_key(ctx, spec)
     if not force and ctx.store.exists(key):
         return _cached(ctx, spec, key, t0, progress)
-    emit(progress, "load", task=spec.name, message="loading data")
+    emit(progress, Stage.LOAD, task=spec.name, message="loading data")
     split = data.load_split(spec, "train", store=ctx.store,
                             max_examples=ctx.probe.max_train_examples)
-    key2 = _key(ctx, spec)  # a Hub dataset's revision is known only after its first download
+    key2 = probe_key(ctx, spec)  # a Hub dataset's revision is known only after its first download
     if key2 != key:
         key = key2
         if not force and ctx.store.exists(key):
@@ -259,8 +140,8 @@ def _probe_one(ctx: _Ctx, spec: TaskSpec, *, force: bool,
         if not force and ctx.store.exists(key):  # another process finished it meanwhile
             return _cached(ctx, spec, key, t0, progress)
         encoded = data.encode_split(split, ctx.tokenizer, tokenizer_id=ctx.ref.cache_id,
-                                    max_length=ctx.probe.max_length, store=ctx.store)
-        _check_labels(spec, encoded.labels)
+                                    max_length=ctx.max_length, store=ctx.store)
+        check_labels(spec, encoded.labels)
         load_s = time.perf_counter() - t0
         with ctx.store.writer(key) as w:
             info = _compute(ctx, spec, encoded, w, progress)
@@ -269,30 +150,9 @@ def _probe_one(ctx: _Ctx, spec: TaskSpec, *, force: bool,
     entry = ctx.store.entry(key, verify=False)
     result = results.read_result(ctx.store, entry, verify=False)
     seconds = time.perf_counter() - t0
-    emit(progress, "done", task=spec.name, done=1, total=1, message=str(entry.path),
+    emit(progress, Stage.DONE, task=spec.name, done=1, total=1, message=str(entry.path),
          metrics={"seconds": seconds})
     return ProbeOutcome(spec.name, False, seconds, result)
-
-
-def _check_labels(spec: TaskSpec, labels: np.ndarray) -> None:
-    """Every training label must fit the head: ids in [0, n_out), finite regression values."""
-    if spec.kind == "regression":
-        bad = np.flatnonzero(~np.isfinite(labels))
-        if bad.size:
-            raise DataError(f"task '{spec.name}': train example {int(bad[0])} has no label "
-                            f"({bad.size} such examples)", hint="every train example needs a "
-                            "label", task=spec.name)
-        return
-    n_out = spec.num_outputs
-    bad = np.flatnonzero((labels < 0) | (labels >= n_out))
-    if bad.size:
-        value = int(labels[bad[0]])
-        why = ("has no label" if value < 0 else
-               f"has label id {value}, which does not fit the task's {n_out} labels "
-               f"({', '.join(spec.labels)})")
-        raise DataError(f"task '{spec.name}': train example {int(bad[0])} {why}"
-                        + (f" ({bad.size} such examples)" if bad.size > 1 else ""),
-                        hint="fix the data, or redeclare the task's labels", task=spec.name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,7 +175,7 @@ def _single_task_module(task_model: Any, task: str) -> Any:
     return SingleTask()
 
 
-def build_probe_model(ctx: _Ctx, spec: TaskSpec) -> tuple[Any, Any]:
+def build_probe_model(ctx: ProbeContext, spec: TaskSpec) -> tuple[Any, Any]:
     """The pretrained encoder plus a fresh seeded head for ``spec``, on the device; its layout."""
     from . import heads, models
 
@@ -325,9 +185,11 @@ def build_probe_model(ctx: _Ctx, spec: TaskSpec) -> tuple[Any, Any]:
     return net, heads.head_layout(net)
 
 
-def _compute(ctx: _Ctx, spec: TaskSpec, encoded: Any, w: Any,
+def _compute(ctx: ProbeContext, spec: TaskSpec, encoded: Any, w: Any,
              progress: ProgressFn | None) -> dict[str, Any]:
     import torch
+
+    from . import importance
 
     t0 = time.perf_counter()
     devices = [ctx.device] if ctx.device.type == "cuda" else []
@@ -337,10 +199,10 @@ def _compute(ctx: _Ctx, spec: TaskSpec, encoded: Any, w: Any,
         build_s = time.perf_counter() - t0
         train = fine_tune(ctx, spec, net, layout, encoded, progress)
         dev = _dev_metrics(ctx, spec, net, progress)
-        imp = importance_pass(ctx, spec, net, layout, encoded, w, progress)
+        imp = after_pass(ctx, spec, net, layout, encoded, w, progress)
     during_raw = train.pop("during_raw")                  # (L, H) float64
     after_raw = imp.pop("after_raw")                      # (L, H) float64
-    during, after = _normalise(during_raw, after_raw)
+    during, after = importance.normalise(during_raw, after_raw)
     w.save_arrays("task", {"during": during.astype(np.float32),
                            "after": after.astype(np.float32),
                            "during_raw": during_raw.astype(np.float32),
@@ -351,244 +213,102 @@ def _compute(ctx: _Ctx, spec: TaskSpec, encoded: Any, w: Any,
                "importance_examples_per_s": round(imp.pop("examples_per_s"), 2)}
     if dev is not None and "seconds" in dev:
         timings["dev_s"] = round(dev.pop("seconds"), 3)
+    measure = ctx.measure
     return {
         "task_name": spec.name, "model_name": ctx.ref.name, "model_type": layout.model_type,
         "num_instances": len(encoded), "num_layers": layout.num_layers,
-        "num_heads": layout.num_heads, "chunks": imp["chunks"], "measure": ctx.probe.measure,
+        "num_heads": layout.num_heads, "chunks": imp["chunks"], "measure": str(measure),
         "during_source": ("gate gradients of each step's batch loss"
-                          if ctx.probe.measure == "gate" else
-                          f"per-head {ctx.probe.measure} weight gradients of each step's batch "
-                          "loss"),
+                          if measure == Measure.GATE else
+                          f"per-head {measure} weight gradients of each step's batch loss"),
         "timings": timings, "train": train, "dev": dev, "device": str(ctx.device),
         "precision": ctx.settings["precision"], "seed": ctx.run.seed,
         "max_length_seen": int(encoded.lengths().max()) if len(encoded) else 0,
+        **_world_info(ctx),
     }
 
 
-def _normalise(during_raw: np.ndarray, after_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``during = layer_l1(during_raw)``, ``after = minmax(layer_l1(after_raw))`` (float64)."""
-    try:
-        from .correlate import layer_l1, minmax
-    except ImportError:  # pragma: no cover - correlate is part of the package
-        def layer_l1(m: np.ndarray) -> np.ndarray:
-            m = np.asarray(m, dtype=np.float64)
-            total = m.sum(axis=-1, keepdims=True)
-            return np.divide(m, total, out=np.zeros_like(m), where=total != 0)
+def pass_settings(ctx: ProbeContext, *, chunk_size: int | None = None) -> Any:
+    """The ``after`` pass's settings of this run (:class:`importance.PassSettings`)."""
+    from .importance import PassSettings
 
-        def minmax(m: np.ndarray) -> np.ndarray:
-            m = np.asarray(m, dtype=np.float64)
-            lo, span = m.min(), m.max() - m.min()
-            return (m - lo) / span if span > 0 else np.zeros_like(m)
-    return layer_l1(during_raw), minmax(layer_l1(after_raw))
+    return PassSettings(measure=ctx.measure, batch_size=ctx.probe.batch_size, pad_id=ctx.pad_id,
+                        device=ctx.device, dtype=ctx.dtype,
+                        keep_instances=bool(ctx.probe.instances),
+                        chunk_size=chunk_size or INSTANCES_PER_CHUNK, lr=ctx.probe.lr)
 
 
-def _to_device(batch: Mapping[str, Any], device: Any) -> dict[str, Any]:
-    nb = getattr(device, "type", "cpu") == "cuda"
-    return {k: v.to(device, non_blocking=nb) for k, v in batch.items()}
+def after_pass(ctx: ProbeContext, spec: TaskSpec, net: Any, layout: Any, encoded: Any, w: Any,
+               progress: ProgressFn | None) -> dict[str, Any]:
+    """The ``after`` pass of this run (:func:`importance.importance_pass`); ``w``: the writer."""
+    from .importance import importance_pass
+
+    return importance_pass(net, layout, encoded, spec.kind, pass_settings(ctx), writer=w,
+                           task=spec.name, progress=progress)
 
 
-def _inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in batch.items() if k != "labels"}
-
-
-def _pad_id(tokenizer: Any) -> int:
-    pad = getattr(tokenizer, "pad_token_id", None)
-    return 0 if pad is None else int(pad)
-
-
-def _optimizer(net: Any, probe: ProbeSettings, device: Any) -> Any:
-    """AdamW; no weight decay on biases and normalisation weights (1-d parameters)."""
-    import torch
-
-    decay = [p for p in net.parameters() if p.requires_grad and p.ndim >= 2]
-    rest = [p for p in net.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": probe.weight_decay},
-              {"params": rest, "weight_decay": 0.0}]
-    kwargs: dict[str, Any] = {"lr": probe.lr}
-    if device.type == "cuda":
-        kwargs["fused"] = True
-    return torch.optim.AdamW(groups, **kwargs)
-
-
-def linear_schedule(total_steps: int, warmup: float) -> Callable[[int], float]:
-    """The learning-rate factor of step ``s``: linear warm-up, then linear decay to 0."""
-    warm = int(round(warmup * total_steps))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
-
-    return factor
-
-
-def _weight_grad_importance(net: Any, layout: Any, measure: str) -> Callable[[], Any]:
-    """For ``qkv``/``legacy`` ``during``: per-head |grad| of W_Q/W_K/W_V rows from ``.grad``.
-
-    Returns a function computing the current step's (L, H) matrix on the device.
-    """
-    import torch
-
-    from .heads import _qkv_blocks
-
-    H, d = layout.num_heads, layout.head_dim
-    blocks = _qkv_blocks(net, layout)
-    modules = {b.name: net.get_submodule(b.name) for layer in blocks for b in layer}
-
-    def rows_grad(name: str) -> Any:
-        module = modules[name]
-        g = module.weight.grad
-        if g is None:
-            return None
-        return g.t() if type(module).__name__ == "Conv1D" else g   # (out, in)
-
-    def step_matrix() -> Any:
-        out = []
-        for q, k, v in blocks:
-            if measure == "legacy":
-                gk, gv = rows_grad(k.name), rows_grad(v.name)
-                if gk is None or gv is None:
-                    out.append(torch.zeros(H, device=next(net.parameters()).device))
-                    continue
-                kv = gk.abs() + gv.abs()                                  # (out, H*d)
-                out.append(kv.view(kv.shape[0], H, d).mean(dim=(0, 2)).float())
-                continue
-            means = []
-            for b in (q, k, v):
-                g = rows_grad(b.name)
-                if g is None:
-                    means.append(torch.zeros(H, device=next(net.parameters()).device))
-                    continue
-                rows = g[b.start:b.start + b.heads * d]                   # (heads*d, in)
-                m = rows.abs().reshape(b.heads, -1).mean(-1).float()      # (heads,)
-                means.append(m.repeat_interleave(H // b.heads))           # (H,)
-            out.append(sum(means) / 3.0)
-        return torch.stack(out)                                           # (L, H)
-
-    return step_matrix
-
-
-def fine_tune(ctx: _Ctx, spec: TaskSpec, net: Any, layout: Any, encoded: Any,
+def fine_tune(ctx: ProbeContext, spec: TaskSpec, net: Any, layout: Any, encoded: Any,
               progress: ProgressFn | None, *, during: bool = True) -> dict[str, Any]:
     """Fine-tune ``net`` on ``encoded``; returns training metrics and ``during_raw`` (L, H).
 
     ``during=False`` trains without gates or per-step importance (``during_raw`` stays 0): a
     plain fine-tuning run, e.g. the baseline of ``benchmarks/probe.py``.
     """
-    import torch
-
-    from . import data, heads, models
+    from . import data, importance, models
+    from .training import Trainer, TrainPlan, batches_of, to_device
 
     probe, device = ctx.probe, ctx.device
     n = len(encoded)
-    steps_per_epoch = math.ceil(n / probe.batch_size)
-    total = probe.epochs * steps_per_epoch
-    optimizer = _optimizer(net, probe, device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(total, probe.warmup))
-    scaler = torch.amp.GradScaler(device.type) if ctx.dtype == torch.float16 else None
-    params = [p for p in net.parameters() if p.requires_grad]
-    during_sum = torch.zeros(layout.num_layers, layout.num_heads, dtype=torch.float64,
-                         device=device)                                      # (L, H)
-    gates = heads.HeadGates(net, layout) if during and probe.measure == "gate" else None
-    weight_grads = (_weight_grad_importance(net, layout, probe.measure)
-                    if during and probe.measure != "gate" else None)
-    pad = _pad_id(ctx.tokenizer)
-    net.train()
-    step = seen = 0
-    pending: list[Any] = []      # device scalars: losses not yet checked for finiteness
-    recent: list[float] = []
-    last_emit = -math.inf
-    emitted_step = -1
-    epoch_loss = torch.zeros((), dtype=torch.float64, device=device)
-    t_start = time.perf_counter()
+    total = probe.epochs * math.ceil(n / probe.batch_size)
+    if not during:
+        hook: Any = None
+    elif ctx.measure == Measure.GATE:
+        hook = importance.GateDuring(net, layout, device)
+    else:
+        hook = importance.WeightGradDuring(net, layout, ctx.measure, device)
+    gates = hook if isinstance(hook, importance.GateDuring) else None
+    plan = TrainPlan(total_steps=total, epochs=probe.epochs, lr=probe.lr,
+                     weight_decay=probe.weight_decay, warmup=probe.warmup,
+                     label=f"task '{spec.name}'", task=spec.name, stage=Stage.FINE_TUNE)
+    trainer = Trainer(net, plan, device=device, dtype=ctx.dtype, progress=progress,
+                      on_step=hook)
 
-    def check(epoch: int, force_emit: bool) -> None:
-        nonlocal last_emit, emitted_step
-        if pending:
-            values = torch.stack(pending).float().cpu().numpy()
-            bad = np.flatnonzero(~np.isfinite(values))
-            if bad.size:
-                at = step - len(values) + int(bad[0]) + 1
-                raise TrainingError(
-                    f"task '{spec.name}': the training loss became {values[bad[0]]} at step "
-                    f"{at} of {total} (epoch {epoch + 1}) with learning rate {probe.lr:g}",
-                    hint=f"lower --lr (e.g. --lr {probe.lr / 10:g})"
-                    + (" or use --precision bf16/fp32" if ctx.dtype == torch.float16 else ""),
-                    task=spec.name, step=at, lr=probe.lr)
-            recent.extend(float(v) for v in values)
-            del recent[:-20]
-            pending.clear()
-        now = time.perf_counter()
-        if (force_emit and step != emitted_step) or now - last_emit >= _EMIT_SECONDS:
-            last_emit, emitted_step = now, step
-            metrics = {"loss": float(np.mean(recent))} if recent else {}
-            if step:
-                metrics["ex/s"] = seen / max(now - t_start, 1e-9)
-            emit(progress, "fine-tune", task=spec.name, done=step, total=total,
-                 message=f"epoch {epoch + 1}/{probe.epochs}", metrics=metrics)
+    def loss_of(_task: str, idx: np.ndarray) -> tuple[Any, int]:
+        batch = to_device(data.collate(encoded, idx, ctx.pad_id), device)
+        if gates is not None:
+            gates.open(len(idx), device=device)                                  # (B, L, H)
+        with trainer.autocast():
+            logits = trainer.model(**_inputs(batch))
+        return models.per_example_loss(logits, batch["labels"], spec.kind).mean(), len(idx)
 
+    last = None
     try:
-        check(0, True)
         for epoch in range(probe.epochs):
-            epoch_loss.zero_()
             order = data.batches(encoded, probe.batch_size, shuffle=True,
                                  seed=ctx.run.seed + epoch)
-            for idx in order:
-                batch = _to_device(data.collate(encoded, idx, pad), device)
-                B = len(idx)
-                xi = gates.open(B, device=device) if gates is not None else None   # (B, L, H)
-                with ctx.autocast():
-                    logits = net(**_inputs(batch))
-                losses = models.per_example_loss(logits, batch["labels"], spec.kind)  # (B,)
-                loss = losses.mean()
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    loss.backward()
-                if xi is not None and xi.grad is not None:
-                    g = xi.grad.sum(0, dtype=torch.float64)                      # (L, H)
-                    if scaler is not None:
-                        g = g / scaler.get_scale()
-                    during_sum += torch.where(torch.isfinite(g).all(), g.abs(), 0.0)
-                elif weight_grads is not None:
-                    g = weight_grads().double()                                  # (L, H)
-                    during_sum += torch.where(torch.isfinite(g).all(), g, 0.0)
-                torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                scheduler.step()
-                if gates is not None:
-                    gates.close()
-                step += 1
-                seen += B
-                detached = loss.detach()
-                pending.append(detached)
-                epoch_loss += detached.double() * B
-                if len(pending) >= _CHECK_STEPS or (time.perf_counter() - last_emit
-                                                    >= _EMIT_SECONDS):
-                    check(epoch, False)
-            check(epoch, True)
+            last = trainer.epoch(epoch, batches_of(spec.name, order), loss_of)
     finally:
-        if gates is not None:
-            gates.remove()
-    seconds = time.perf_counter() - t_start
-    return {"during_raw": during_sum.cpu().numpy(), "seconds": seconds,
+        if hook is not None:
+            hook.remove()
+    seconds = trainer.elapsed()
+    during_raw = (hook.sum.cpu().numpy() if hook is not None
+                  else np.zeros((layout.num_layers, layout.num_heads)))
+    final = last.example_loss.get(spec.name, math.nan) if last is not None else math.nan
+    return {"during_raw": during_raw, "seconds": seconds,
             "examples_per_s": n * probe.epochs / max(seconds, 1e-9),
-            "final_loss": float(epoch_loss.item()) / max(n, 1), "steps": step,
-            "epochs": probe.epochs}
+            "final_loss": float(final), "steps": trainer.step, "epochs": probe.epochs}
 
 
-def _dev_metrics(ctx: _Ctx, spec: TaskSpec, net: Any,
+def _inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in batch.items() if k != "labels"}
+
+
+def _dev_metrics(ctx: ProbeContext, spec: TaskSpec, net: Any,
                  progress: ProgressFn | None) -> dict[str, Any] | None:
     """The fine-tuned probe's metrics on (at most DEV_EVAL_MAX examples of) the dev split."""
-    import torch
-
     from . import data
+    from .metrics import compute_metrics, predictions_from_outputs
+    from .training import predict
 
     if "dev" not in spec.splits or DEV_EVAL_MAX <= 0:
         return None
@@ -598,139 +318,98 @@ def _dev_metrics(ctx: _Ctx, spec: TaskSpec, net: Any,
         if not split.has_labels:
             return None
         enc = data.encode_split(split, ctx.tokenizer, tokenizer_id=ctx.ref.cache_id,
-                                max_length=ctx.probe.max_length, store=ctx.store)
+                                max_length=ctx.max_length, store=ctx.store)
     except GradtsError as e:  # a dev-split problem must not cost the probe
         return {"error": e.message}
-    emit(progress, "dev", task=spec.name, done=0, total=len(enc))
+    emit(progress, Stage.DEV, task=spec.name, done=0, total=len(enc))
     net.eval()
-    preds = []
-    order = data.batches(enc, ctx.probe.batch_size, shuffle=False, seed=0)
-    pad = _pad_id(ctx.tokenizer)
-    with torch.no_grad():
-        for idx in order:
-            batch = _to_device(data.collate(enc, idx, pad), ctx.device)
-            with ctx.autocast():
-                logits = net(**_inputs(batch)).float()
-            preds.append(logits.squeeze(-1) if spec.kind == "regression"
-                         else logits.argmax(-1))
+    logits = predict(lambda inputs: net(**inputs), enc, batch_size=ctx.probe.batch_size,
+                     pad_id=ctx.pad_id, device=ctx.device, dtype=ctx.dtype)     # (N, C)
     net.train()
-    flat = torch.cat(preds).cpu().numpy()
-    y_pred = np.empty_like(flat)
-    y_pred[np.concatenate(order)] = flat
-    try:
-        from .metrics import compute_metrics
-    except ImportError:  # pragma: no cover - metrics.py is part of the package
-        compute_metrics = _metrics  # type: ignore[assignment]
+    y_pred = predictions_from_outputs(spec, logits)
     scores = {k: (None if v is None or not math.isfinite(v) else float(v))
               for k, v in compute_metrics(spec, y_pred, enc.labels).items()}
     out: dict[str, Any] = {"n": len(enc), "metric": spec.main_metric, **scores}
     out["main"] = scores.get(spec.main_metric)
     out["seconds"] = time.perf_counter() - t0
-    emit(progress, "dev", task=spec.name, done=len(enc), total=len(enc),
+    emit(progress, Stage.DEV, task=spec.name, done=len(enc), total=len(enc),
          metrics={spec.main_metric: out["main"] if out["main"] is not None else float("nan")})
     return out
 
 
-def _metrics(spec: TaskSpec, y_pred: np.ndarray, y_true: np.ndarray) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for m in spec.metrics:
-        value: float | None
-        if m == "accuracy":
-            value = float(np.mean(y_true == y_pred))
-        elif m == "f1":
-            tp = float(np.sum((y_pred == 1) & (y_true == 1)))
-            fp = float(np.sum((y_pred == 1) & (y_true != 1)))
-            fn = float(np.sum((y_pred != 1) & (y_true == 1)))
-            value = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
-        elif m == "matthews":
-            from sklearn.metrics import matthews_corrcoef
-
-            value = float(matthews_corrcoef(y_true, y_pred))
-        elif m in ("pearson", "spearman"):
-            from scipy import stats
-
-            if np.std(y_pred) == 0 or np.std(y_true) == 0:
-                value = None
-            else:
-                fn_ = stats.pearsonr if m == "pearson" else stats.spearmanr
-                value = float(fn_(y_true.astype(np.float64), y_pred.astype(np.float64))[0])
-        else:  # pragma: no cover - TaskSpec validates metric names
-            continue
-        out[m] = value
-    return out
+# ---------------------------------------------------------------------------------------------
+# Several processes (DESIGN.md §5, distributed.py)
+# ---------------------------------------------------------------------------------------------
+def _world_info(ctx: ProbeContext) -> dict[str, Any]:
+    """Which rank computed an entry, out of how many (recorded in its info)."""
+    world = ctx.world
+    if world is None or not world.distributed:
+        return {}
+    return {"distributed": {"rank": world.rank, "world_size": world.size,
+                            "backend": world.backend}}
 
 
-def importance_pass(ctx: _Ctx, spec: TaskSpec, net: Any, layout: Any, encoded: Any, w: Any,
-                    progress: ProgressFn | None, *, chunk_size: int | None = None
-                    ) -> dict[str, Any]:
-    """The ``after`` pass: per-example matrices R (N, L, H) in chunks; ``after_raw = mean R``.
+def _pending_cost(ctx: ProbeContext, spec: TaskSpec, force: bool) -> int:
+    """Training tokens x epochs of ``spec``'s probe (its LPT cost), or -1 when it is cached.
 
-    ``w`` is the entry writer (``None`` keeps nothing but the mean).
+    Tokenising here is not wasted: the tokens are cached for the rank that probes the task.
+    """
+    from . import data
+
+    if not force and ctx.store.exists(probe_key(ctx, spec)):
+        return -1
+    split = data.load_split(spec, "train", store=ctx.store,
+                            max_examples=ctx.probe.max_train_examples)
+    if not force and ctx.store.exists(probe_key(ctx, spec)):  # a Hub revision known only now
+        return -1
+    enc = data.encode_split(split, ctx.tokenizer, tokenizer_id=ctx.ref.cache_id,
+                            max_length=ctx.max_length, store=ctx.store)
+    return int(enc.input_ids.size) * ctx.probe.epochs
+
+
+def _probe_parallel(ctx: ProbeContext, model: str, tasks: Sequence[TaskSpec], *, force: bool,
+                    progress: ProgressFn | None) -> ProbeRun:
+    """Task parallelism: every rank probes whole tasks, largest first (LPT by tokens).
+
+    Each rank measures the cost of every W-th task, all ranks agree on the costs and compute
+    the same assignment (:func:`distributed.assign_lpt`); each task is written by the rank
+    that probed it, under the key's lock. Every rank returns the whole run (read back from the
+    store), rank 0's ``progress`` sees its own tasks and a ``done`` event for every other.
     """
     import torch
 
-    from . import data, heads, models
+    from . import distributed
 
-    probe, device = ctx.probe, ctx.device
-    n = len(encoded)
-    chunk_size = chunk_size or INSTANCES_PER_CHUNK
-    L, H = layout.num_layers, layout.num_heads
-    keep = bool(probe.instances) and w is not None
-    pad = _pad_id(ctx.tokenizer)
-    kind = spec.kind
-
-    def loss_fn(output: Any, batch: Mapping[str, Any]) -> Any:
-        return models.per_example_loss(output, batch["labels"], kind)        # (B,)
-
-    gates = heads.HeadGates(net, layout) if probe.measure == "gate" else None
-    if gates is not None:
-        def measure(batch: Mapping[str, Any]) -> Any:
-            return heads.gate_importance(net, batch, loss_fn, gates)
-    elif probe.measure == "qkv":
-        def measure(batch: Mapping[str, Any]) -> Any:
-            return heads.qkv_importance(net, batch, loss_fn, layout)
-    else:
-        def measure(batch: Mapping[str, Any]) -> Any:
-            return heads.legacy_importance(net, batch, loss_fn, layout)
-
-    net.eval()
-    total = torch.zeros(L, H, dtype=torch.float64, device=device)           # sum_i R_i
-    lengths = encoded.lengths()
-    chunks: list[str] = []
-    done = 0
-    last_emit = -math.inf
-    t0 = time.perf_counter()
-    emit(progress, "importance", task=spec.name, done=0, total=n)
-    try:
-        for c, start in enumerate(range(0, n, chunk_size)):
-            idx = np.arange(start, min(n, start + chunk_size))
-            order = idx[np.argsort(-lengths[idx], kind="stable")]            # longest first
-            buf = torch.empty(len(idx), L, H, device=device) if keep else None  # (n_c, L, H)
-            for s in range(0, len(order), probe.batch_size):
-                b_idx = order[s:s + probe.batch_size]
-                batch = _to_device(data.collate(encoded, b_idx, pad), device)
-                with ctx.autocast():
-                    R = measure(batch).to(device)                             # (B, L, H)
-                total += R.sum(0, dtype=torch.float64)
-                if buf is not None:
-                    buf[torch.as_tensor(b_idx - start, device=device)] = R.float()
-                done += len(b_idx)
-                now = time.perf_counter()
-                if now - last_emit >= _EMIT_SECONDS or done == n:
-                    last_emit = now
-                    emit(progress, "importance", task=spec.name, done=done, total=n,
-                         metrics={"ex/s": done / max(now - t0, 1e-9)})
-            if buf is not None:
-                name = f"instances-{c:05d}"
-                w.save_arrays(name, {"R": buf.cpu().numpy(), "index": idx.astype(np.int64)})
-                chunks.append(f"{name}.safetensors")
-    finally:
-        if gates is not None:
-            gates.remove()
-    after_raw = (total / max(n, 1)).cpu().numpy()
-    if not np.isfinite(after_raw).all():
-        raise TrainingError(f"task '{spec.name}': the importance pass produced non-finite "
-                            "gradients", hint=f"lower --lr (now {probe.lr:g})", task=spec.name)
-    seconds = time.perf_counter() - t0
-    return {"after_raw": after_raw, "chunks": chunks, "seconds": seconds,
-            "examples_per_s": n / max(seconds, 1e-9)}
+    world = ctx.world
+    if ctx.device.type == "cuda":
+        ctx.device = torch.device("cuda", world.local_rank)
+    distributed.check_same_store(world, ctx.store.root)
+    mine = {str(i): _pending_cost(ctx, tasks[i], force)
+            for i in range(world.rank, len(tasks), world.size)}
+    costs = [0] * len(tasks)
+    for part in distributed.all_gather_json(world, mine):
+        for i, cost in part.items():
+            costs[int(i)] = int(cost)
+    pending = [i for i, c in enumerate(costs) if c >= 0]
+    plan = distributed.assign_lpt([costs[i] for i in pending], world.size)
+    seconds: dict[str, float] = {}
+    for j in plan[world.rank]:
+        spec = tasks[pending[j]]
+        seconds[str(pending[j])] = _probe_one(ctx, spec, force=force, progress=progress).seconds
+    done: dict[int, float] = {}
+    for part in distributed.all_gather_json(world, seconds):   # also: every unit is stored
+        done.update((int(i), float(s)) for i, s in part.items())
+    outcomes = []
+    for i, spec in enumerate(tasks):
+        t0 = time.perf_counter()
+        key = probe_key(ctx, spec)
+        if i not in done:
+            outcomes.append(_cached(ctx, spec, key, t0, progress))
+            continue
+        entry = ctx.store.entry(key, verify=False)
+        if str(i) not in seconds:
+            emit(progress, "done", task=spec.name, done=1, total=1, message=str(entry.path),
+                 metrics={"seconds": done[i]})
+        outcomes.append(ProbeOutcome(spec.name, False, done[i],
+                                     results.read_result(ctx.store, entry, verify=False)))
+    return ProbeRun(model, ctx.ref.cache_id, ctx.measure, tuple(outcomes))

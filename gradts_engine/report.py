@@ -30,14 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import MissingResultError, UsageError, did_you_mean
 from .results import KIND as PROBE_KIND
-from .results import find_results, model_lookup_id, read_result
+from .results import choose_probes, find_results, model_matches, read_result
 from .serialize import to_jsonable
 
 if TYPE_CHECKING:
     from .corr import CorrResult
-    from .fg import FgResult
+    from .selection.records import FgResult, TrialSummary
     from .store import Entry, Store
-    from .trial import TrialSummary
 
 __all__ = ["CostRow", "ModelInfo", "ProbeRow", "Report", "build_report", "list_models"]
 
@@ -157,15 +156,9 @@ class Report:
 # which models, which entries
 
 
-def _matches(entry: Entry, model: str) -> bool:
-    want = model_lookup_id(model)
-    stored = str(entry.spec.get("model", ""))
-    return stored == want or stored.startswith(want + "@") or entry.info.get("model_name") == model
-
-
 def _primaries(store: Store, kind: str, model: str) -> list[str]:
     return sorted({str(e.info.get("primary")) for e in store.entries(kind)
-                   if _matches(e, model) and e.info.get("primary")})
+                   if model_matches(e, model) and e.info.get("primary")})
 
 
 def list_models(store: Store) -> tuple[ModelInfo, ...]:
@@ -227,14 +220,6 @@ def _probe_row(store: Store, entry: Entry) -> ProbeRow:
         dev_n=int(dev["n"]) if isinstance(dev.get("n"), int) else None,
         device=info.get("device"), precision=info.get("precision") or settings.get("precision"),
         settings=settings, created=entry.meta.get("created"), key=entry.key_path)
-
-
-def _newest_per_task(entries: Sequence[Entry]) -> list[Entry]:
-    """find_results is newest first: keep the first entry of each task (what corr uses)."""
-    seen: dict[str, Entry] = {}
-    for e in entries:
-        seen.setdefault(str(e.info.get("task_name")), e)
-    return [seen[t] for t in sorted(seen)]
 
 
 def _devices(values: Sequence[str | None]) -> str:
@@ -361,8 +346,8 @@ def build_report(store: Store, model: str | None = None, primary: str | None = N
     ``registry`` (optional) is used only to name a task's suite in the suggested commands.
     """
     from .corr import correlate_tasks, probed_models
-    from .fg import load_fg_result
-    from .trial import load_trial_summary
+    from .selection.fg import load_fg_result
+    from .selection.trial import load_trial_summary
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -380,8 +365,11 @@ def build_report(store: Store, model: str | None = None, primary: str | None = N
             + (f" ({guess})" if guess else ""),
             hint=f"run: gradts probe --model {_quote(model)} --suite demo, or pick one of the "
                  "probed models with --model")
-    newest = _newest_per_task(entries)
-    rows = [_probe_row(store, e) for e in newest]
+    # the probes every stage uses (one rule: results.choose_probes)
+    choice = choose_probes(store, model, sorted({str(e.info.get("task_name")) for e in entries}),
+                           measure)
+    chosen = list(choice.entries.values())
+    rows = [_probe_row(store, e) for e in chosen]
     tasks = [r.task for r in rows]
     if primary is not None and primary not in tasks:
         hint = did_you_mean(primary, tasks)
@@ -389,7 +377,7 @@ def build_report(store: Store, model: str | None = None, primary: str | None = N
             f"task '{primary}' has not been probed with model {model}"
             + (f" ({hint})" if hint else f"; probed: {', '.join(tasks)}"),
             hint=f"run: gradts probe --model {_quote(model)} --task {primary}", task=primary)
-    first = read_result(store, newest[0], verify=False)
+    first = read_result(store, chosen[0], verify=False)
     model_id, model_name = first.model, first.model_name
     timings["probes_s"] = time.perf_counter() - t0
 
@@ -420,7 +408,8 @@ def build_report(store: Store, model: str | None = None, primary: str | None = N
                                      method, measure, suite)
     if not rows or corr is None:
         next_steps.insert(0, f"gradts probe --model {_quote(model_name)} --task TASK")
-    notes = list(corr.warnings) if corr is not None else []
+    notes = list(dict.fromkeys([*([choice.warning] if choice.warning else []),
+                                *(corr.warnings if corr is not None else [])]))
     return Report(
         store_root=str(store.root), model=model_id, model_name=model_name, primary=primary,
         measure=measure, estimator=estimator, method=method, probes=tuple(rows), corr=corr,

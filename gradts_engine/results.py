@@ -19,7 +19,8 @@ task spec fingerprint), ``data`` (its data fingerprint), ``measure`` and ``setti
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,13 @@ MEASURES = ("gate", "qkv", "legacy")
 
 
 def model_lookup_id(model: str) -> str:
-    """How a user's ``--model`` is matched against stored entries without network access."""
+    """How a user's ``--model`` is matched against stored entries without network access
+    (``minilm`` and the bundled MiniLM's Hub id match entries of the bundled copy)."""
+    from .errors import ModelError
+    from .models import resolve_model_name
+
+    with contextlib.suppress(ModelError):  # "minilm" without the demo extra: by name only
+        model = resolve_model_name(model)
     p = Path(model).expanduser()
     if p.exists():
         return str(p.resolve())
@@ -170,35 +177,71 @@ def _settings_id(entry: Entry) -> str:
                            "model": entry.spec.get("model")})
 
 
-def load_results(store: Store, model: str, tasks: list[str], measure: str = "gate"
-                 ) -> list[ImportanceResult]:
-    """Several tasks' results, checked to be comparable (same model, settings and shape).
+@dataclass(frozen=True)
+class ProbeChoice:
+    """Which probe entry of each task a comparison uses (:func:`choose_probes`)."""
 
-    When a task was probed more than once (say with other ``--epochs``), the newest group of
-    probe settings that covers every requested task is used, so all matrices come from the
-    same fine-tuning recipe. If no such group exists, the newest probe of each task is used
-    (``gradts corr`` then warns that the settings differ).
+    entries: Mapping[str, Entry]     # task -> the probe entry used
+    n_groups: int                    # settings groups among the tasks' probes
+    complete: bool                   # one settings group covers every task
+    warning: str | None = None
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """task -> key path of the probe entry used (the provenance every output names)."""
+        return {t: e.key_path for t, e in self.entries.items()}
+
+
+def choose_probes(store: Store, model: str, tasks: Sequence[str], measure: str = "gate",
+                  current_data: Mapping[str, str] | None = None) -> ProbeChoice:
+    """THE rule for which probe of each task is used (corr, trial, fg, compare, report).
+
+    A task probed more than once (say with other ``--epochs``) has one entry per settings
+    group. Per task, only its probes of the current data are candidates when
+    ``current_data`` (task -> data fingerprint) is given and such probes exist. Then the
+    newest settings group that covers every task is used, so all matrices come from the same
+    fine-tuning recipe; if none covers every task, the newest probe of each task is used. When
+    the tasks' probes fall into several settings groups, ``warning`` says which were used.
+    A task without any probe is a :class:`MissingResultError` naming the command to run.
     """
     per_task = {t: find_results(store, model, measure, t) for t in tasks}
     missing = [t for t, entries in per_task.items() if not entries]
     if missing:
         raise MissingResultError(
-            f"{len(missing)} task(s) not probed with model {model} (measure {measure}): "
-            f"{', '.join(missing)}",
+            f"{len(missing)} task{'s' if len(missing) > 1 else ''} not probed with model "
+            f"{model} (measure {measure}): {', '.join(missing)}",
             hint=f"run: gradts probe --model {model} " + " ".join(f"--task {t}" for t in missing)
                  + ("" if measure == "gate" else f" --measure {measure}"),
             tasks=missing)
+    if current_data:
+        per_task = {t: [e for e in es if e.spec.get("data") == current_data.get(t)] or es
+                    for t, es in per_task.items()}
     groups: dict[str, dict[str, Entry]] = {}
     for t, entries in per_task.items():
         for e in entries:  # newest first: keep the newest entry of each settings group
             groups.setdefault(_settings_id(e), {}).setdefault(t, e)
-    complete = [g for g in groups.values() if len(g) == len(tasks)]
-    if not complete:  # no common recipe: the newest probe of each task (corr warns)
-        results = [read_result(store, per_task[t][0]) for t in tasks]
-        check_comparable(results)
-        return results
-    best = max(complete, key=lambda g: max(str(e.meta.get("created", "")) for e in g.values()))
-    results = [read_result(store, best[t]) for t in tasks]
+    full = [g for g in groups.values() if len(g) == len(per_task)]
+    if full:
+        best = max(full, key=lambda g: max(str(e.meta.get("created", "")) for e in g.values()))
+        chosen = {t: best[t] for t in per_task}
+    else:
+        chosen = {t: es[0] for t, es in per_task.items()}
+    warning = None
+    if len(groups) > 1:
+        several = sorted(t for t, es in per_task.items() if len(es) > 1)
+        warning = (f"the probes of these tasks fall into {len(groups)} settings groups"
+                   + (f" ({', '.join(several)} probed more than once)" if several else "")
+                   + ("; using the newest group that covers every task" if full else
+                      "; no group covers every task, so the newest probe of each is used")
+                   + ": " + ", ".join(f"{t} {e.key_path}" for t, e in chosen.items()))
+    return ProbeChoice(chosen, len(groups), bool(full), warning)
+
+
+def load_results(store: Store, model: str, tasks: list[str], measure: str = "gate",
+                 current_data: Mapping[str, str] | None = None) -> list[ImportanceResult]:
+    """Several tasks' results chosen by :func:`choose_probes`, checked to be comparable."""
+    choice = choose_probes(store, model, tasks, measure, current_data)
+    results = [read_result(store, choice.entries[t]) for t in tasks]
     check_comparable(results)
     return results
 

@@ -13,8 +13,17 @@ revision, task spec and data fingerprint, settings) plus :data:`FORMAT_VERSION`;
 the last path component, the readable parts in front of it are for humans. An entry is written
 into a temporary directory, every file fsynced, ``meta.json`` (with a SHA-256 of every file)
 written last, and the directory renamed into place: a reader sees either nothing or a
-complete entry. :meth:`Store.verify` recomputes the checksums and names the file that does not
-match; :meth:`Store.read_meta` rejects an entry whose ``meta.json`` is missing or unreadable.
+complete entry. ``meta.json`` carries its own digest (``meta_sha256``, the SHA-256 of its
+canonical JSON without that field), checked on every read, so an edited, emptied or deleted
+``meta.json`` is a :class:`CorruptEntryError` naming the entry and the fix, like a damaged array.
+Entries written before the digest existed (same format version, no ``meta_sha256``) stay
+readable: they are verified by their file list (checksums, sizes, no unlisted files).
+:meth:`Store.verify_path` recomputes the checksums and names the file that does not match.
+Cache operations (scan, verify everything, remove under the key's lock) are in
+:mod:`gradts_engine.store_ops` and exposed as :meth:`Store.scan`, :meth:`Store.verify_all` and
+:meth:`Store.remove`. A write that fails for lack of space or permission (ENOSPC, a read-only
+store) is a :class:`StoreError` one-liner; the temporary directory is removed and earlier entries
+are untouched. Written files are never world-writable (mode 0644, directories 0755).
 """
 
 from __future__ import annotations
@@ -38,6 +47,9 @@ from .errors import CorruptEntryError, StoreError
 
 FORMAT_VERSION = 1
 META = "meta.json"
+META_DIGEST = "meta_sha256"
+FILE_MODE = 0o644
+DIR_MODE = 0o755
 _SAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 _STALE_TMP_SECONDS = 24 * 3600
 
@@ -96,6 +108,29 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def write_failure(e: BaseException, what: str, path: Path) -> StoreError:
+    """A one-line :class:`StoreError` for an ``OSError`` (or a safetensors I/O error) met while
+    writing ``path``: a full disk, a read-only store, a missing permission."""
+    text = str(e)
+    code = getattr(e, "errno", None)
+    if code == errno.ENOSPC or "No space left" in text:
+        why, hint = "the disk is full", "free some space, or pass another --home"
+    elif code == errno.EROFS or "Read-only file system" in text:
+        why, hint = "the file system is read-only", "pass a writable directory with --home"
+    elif code in (errno.EACCES, errno.EPERM) or "Permission denied" in text:
+        why, hint = "permission denied", "pass a writable directory with --home"
+    else:
+        why = getattr(e, "strerror", None) or (text.splitlines()[0] if text else type(e).__name__)
+        hint = "check the store directory, or pass another --home"
+    return StoreError(f"cannot {what} {path}: {why}", hint=hint, path=str(path))
+
+
+def entry_digest(meta: Mapping[str, Any]) -> str:
+    """The digest ``meta.json`` carries of itself: SHA-256 of its canonical JSON without it."""
+    body = {k: v for k, v in meta.items() if k != META_DIGEST}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file so that readers see the old content or the new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,6 +140,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:
@@ -170,15 +206,38 @@ def _versions() -> dict[str, str]:
 
 
 class EntryWriter:
-    """Collects an entry's files in a private temporary directory; commit renames it in."""
+    """Collects an entry's files in a private temporary directory; commit renames it in.
+
+    While it lives, the writer holds an exclusive lock on ``.locks/tmp-<name>.lock``: a
+    temporary directory whose lock is free belongs to a dead process (``kill -9``, a power cut)
+    and is removed by the next write (:func:`gradts_engine.store_ops.clean_temporaries`).
+    """
 
     def __init__(self, store: Store, key: Key) -> None:
         self.store = store
         self.key = key
-        self.tmp = store.root / ".tmp" / f"{key.digest}-{uuid.uuid4().hex[:8]}"
-        self.tmp.mkdir(parents=True, exist_ok=False)
+        name = f"{key.digest}-{uuid.uuid4().hex[:8]}"
+        self.tmp = store.root / ".tmp" / name
         self.files: list[str] = []
         self.started = time.time()
+        self.info: dict[str, Any] = {}
+        self._lock_path = store.root / ".locks" / f"tmp-{name}.lock"
+        try:
+            self._lock_fd: int | None = os.open(self._lock_path, os.O_RDWR | os.O_CREAT,
+                                                FILE_MODE)
+            _acquire(self._lock_fd, 0, key)
+            self.tmp.mkdir(mode=DIR_MODE, parents=False, exist_ok=False)
+        except OSError as e:
+            self._unlock()
+            raise write_failure(e, "write to the store at", store.root) from e
+
+    def _unlock(self) -> None:
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                self._lock_path.unlink()
+            os.close(fd)
+            self._lock_fd = None
 
     def _path(self, name: str) -> Path:
         if "/" in name or "\\" in name or name.startswith(".") or name == META:
@@ -188,6 +247,7 @@ class EntryWriter:
     def _done(self, path: Path) -> None:
         with open(path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(path, FILE_MODE)
         if path.name not in self.files:
             self.files.append(path.name)
 
@@ -203,16 +263,49 @@ class EntryWriter:
                 v = v.float().numpy() if v.is_floating_point() else v.numpy()
             plain[k] = np.ascontiguousarray(v)
         path = self._path(name if name.endswith(".safetensors") else f"{name}.safetensors")
-        save_file(plain, str(path))
-        self._done(path)
+        try:
+            save_file(plain, str(path))
+            self._done(path)
+        except Exception as e:  # safetensors reports I/O errors as its own SafetensorError
+            if isinstance(e, OSError) or "I/O error" in str(e) or "os error" in str(e):
+                raise write_failure(e, "write", path) from e
+            raise
 
     def save_json(self, name: str, obj: Any) -> None:
         path = self._path(name if name.endswith(".json") else f"{name}.json")
-        path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str), encoding="utf-8")
-        self._done(path)
+        try:
+            path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str),
+                            encoding="utf-8")
+            self._done(path)
+        except OSError as e:
+            raise write_failure(e, "write", path) from e
 
     def commit(self, info: Mapping[str, Any] | None = None) -> Entry:
-        """Write ``meta.json`` with checksums and move the entry into place atomically."""
+        """Write ``meta.json`` (checksums and its own digest) and move the entry into place."""
+        try:
+            meta = self._meta(info)
+            meta_path = self.tmp / META
+            meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
+            self._done(meta_path)
+            _fsync_dir(self.tmp)
+            final = self.store.root / self.key.relpath
+            final.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            if final.exists():  # replaced under the key's lock (a --force rerun)
+                trash = self.store.root / ".tmp" / f"old-{self.key.digest}-{uuid.uuid4().hex[:8]}"
+                os.replace(final, trash)
+                os.replace(self.tmp, final)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(self.tmp, final)
+            _fsync_dir(final.parent)
+        except OSError as e:
+            raise write_failure(e, "write the cache entry", self.store.root / self.key.relpath
+                                ) from e
+        finally:
+            self._unlock()
+        return Entry(str(self.key), final, self.key.kind, meta)
+
+    def _meta(self, info: Mapping[str, Any] | None) -> dict[str, Any]:
         meta = {
             "format": FORMAT_VERSION,
             "kind": self.key.kind,
@@ -226,24 +319,13 @@ class EntryWriter:
             "files": {n: {"sha256": sha256_file(self.tmp / n),
                           "bytes": (self.tmp / n).stat().st_size} for n in sorted(self.files)},
         }
-        meta_path = self.tmp / META
-        meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-        self._done(meta_path)
-        _fsync_dir(self.tmp)
-        final = self.store.root / self.key.relpath
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():  # replaced under the key's lock (a --force rerun)
-            trash = self.store.root / ".tmp" / f"old-{self.key.digest}-{uuid.uuid4().hex[:8]}"
-            os.replace(final, trash)
-            os.replace(self.tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(self.tmp, final)
-        _fsync_dir(final.parent)
-        return Entry(str(self.key), final, self.key.kind, meta)
+        meta = json.loads(json.dumps(meta, default=str))  # exactly what a reader will see
+        meta[META_DIGEST] = entry_digest(meta)
+        return meta
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+        self._unlock()
 
 
 class Store:
@@ -262,33 +344,58 @@ class Store:
     def exists(self, key: Key) -> bool:
         return (self.path(key) / META).is_file()
 
-    # -- writing --------------------------------------------------------------------------
-    def _ensure_root(self) -> None:
+    def fix_hint(self, path: Path) -> str:
+        """How to repair a damaged entry: recompute it, or the exact ``gradts cache rm``."""
         try:
-            (self.root / ".tmp").mkdir(parents=True, exist_ok=True)
-            (self.root / ".locks").mkdir(parents=True, exist_ok=True)
+            rel = path.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            rel = str(path)
+        return (f"recompute it with --force, or remove it: "
+                f"gradts --home {self.root.resolve()} cache rm {rel}")
+
+    # -- writing --------------------------------------------------------------------------
+    def check_root(self, verb: str = "use") -> None:
+        """``--home`` must be a directory (or not exist yet), not a file or a path under one."""
+        p = self.root
+        while not (p.exists() or p.is_symlink()) and p.parent != p:
+            p = p.parent
+        if (p.exists() or p.is_symlink()) and not p.is_dir():
+            where = "it is a file" if p == self.root else f"it is under the file {p}"
+            raise StoreError(f"cannot {verb} the store at {self.root}: {where}, not a directory",
+                             hint="pass a directory with --home or GRADTS_HOME")
+
+    def _ensure_root(self) -> None:
+        self.check_root("create")
+        try:
+            for sub in (".tmp", ".locks"):
+                (self.root / sub).mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError(
                 f"cannot create the store at {self.root}: {e.strerror}",
                 hint="pass a writable directory with --home or GRADTS_HOME",
             ) from e
-        self._clean_stale_tmp()
+        from .store_ops import clean_temporaries
 
-    def _clean_stale_tmp(self) -> None:
-        now = time.time()
-        for p in (self.root / ".tmp").iterdir():
-            with contextlib.suppress(OSError):
-                if now - p.stat().st_mtime > _STALE_TMP_SECONDS:
-                    shutil.rmtree(p, ignore_errors=True)
+        clean_temporaries(self)
 
     @contextlib.contextmanager
     def lock(self, key: Key, timeout: float | None = None) -> Iterator[None]:
         """An exclusive inter-process lock for one key (``fcntl.flock``; released on exit)."""
         self._ensure_root()
-        path = self.root / ".locks" / f"{key.digest}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        with self.lock_digest(key.digest, timeout, str(key)):
+            yield
+
+    @contextlib.contextmanager
+    def lock_digest(self, digest: str, timeout: float | None = None,
+                    what: str | None = None) -> Iterator[None]:
+        """The lock of the key whose hash is ``digest`` (an entry directory's name)."""
+        path = self.root / ".locks" / f"{digest}.lock"
         try:
-            _acquire(fd, timeout, key)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except OSError as e:
+            raise write_failure(e, "lock", path) from e
+        try:
+            _acquire(fd, timeout, what or digest)
             yield
         finally:
             _release(fd)
@@ -304,50 +411,75 @@ class Store:
         """
         self._ensure_root()
         w = EntryWriter(self, key)
-        w.info = dict(info or {})  # type: ignore[attr-defined]
+        w.info = dict(info or {})
         try:
             yield w
         except BaseException:
             w.abort()
             raise
-        w.commit(w.info)  # type: ignore[attr-defined]
+        try:
+            w.commit(w.info)
+        except BaseException:
+            w.abort()
+            raise
 
-    def remove(self, key: Key) -> bool:
-        path = self.path(key)
-        if not path.exists():
-            return False
-        trash = self.root / ".tmp" / f"rm-{key.digest}-{uuid.uuid4().hex[:8]}"
-        self._ensure_root()
-        os.replace(path, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-        return True
+    # -- cache operations (gradts cache) --------------------------------------------------
+    def scan(self) -> list[Any]:
+        """Every entry with its kind, key summary, settings, size, creation time and state."""
+        from .store_ops import scan
+
+        return scan(self)
+
+    def verify_all(self) -> Any:
+        """Recompute every checksum; name damaged entries and everything not recognised."""
+        from .store_ops import verify_all
+
+        return verify_all(self)
+
+    def remove(self, target: Key | Entry | str | os.PathLike[str],
+               timeout: float | None = 30.0) -> list[str]:
+        """Remove an entry (or every entry under a folder, or a foreign file) under the key's
+        lock; returns the removed paths relative to the root. Paths outside the store are a
+        :class:`StoreError`."""
+        from .store_ops import remove
+
+        if isinstance(target, Key):
+            target = self.path(target)
+        elif isinstance(target, Entry):
+            target = target.path
+        return remove(self, Path(target), timeout)
 
     # -- reading --------------------------------------------------------------------------
     def read_meta(self, key_or_path: Key | Path) -> dict[str, Any]:
+        """``meta.json`` of an entry, checked against its own digest (module docstring)."""
         path = self.path(key_or_path) if isinstance(key_or_path, Key) else key_or_path
         meta_path = path / META
+        fix = self.fix_hint(path)
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except FileNotFoundError as e:
-            raise CorruptEntryError(
-                f"cache entry {path} has no meta.json (half-written or damaged)",
-                hint=f"delete it: gradts cache rm {path}",
-                path=str(path),
-            ) from e
+            raise CorruptEntryError(f"cache entry {path} has no meta.json (damaged)",
+                                    hint=fix, path=str(path)) from e
         except (OSError, ValueError) as e:
+            raise CorruptEntryError(f"cache entry {path}: meta.json is unreadable "
+                                    f"({str(e).splitlines()[0] if str(e) else 'empty'})",
+                                    hint=fix, path=str(path)) from e
+        if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
+            raise CorruptEntryError(f"cache entry {path}: meta.json is not an entry's metadata"
+                                    " (emptied or overwritten)", hint=fix, path=str(path))
+        fmt = meta.get("format")
+        if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > FORMAT_VERSION:
             raise CorruptEntryError(
-                f"cache entry {path}: meta.json is unreadable ({e})",
-                hint=f"delete it: gradts cache rm {path}",
-                path=str(path),
-            ) from e
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
-            raise CorruptEntryError(
-                f"cache entry {path} has format "
-                f"{meta.get('format') if isinstance(meta, dict) else '?'},"
-                f" this gradts reads format {FORMAT_VERSION}",
-                hint="recompute it with --force",
-                path=str(path),
-            )
+                f"cache entry {path} has format {fmt}, written by a newer gradts "
+                f"({meta.get('versions', {}).get('gradts', '?')}); this gradts reads format "
+                f"{FORMAT_VERSION}", hint="upgrade gradts, or " + fix, path=str(path),
+                state="future-format")
+        if fmt != FORMAT_VERSION:
+            raise CorruptEntryError(f"cache entry {path} has format {fmt!r}, this gradts reads "
+                                    f"format {FORMAT_VERSION}", hint=fix, path=str(path))
+        if META_DIGEST in meta and meta[META_DIGEST] != entry_digest(meta):
+            raise CorruptEntryError(f"cache entry {path}: meta.json fails its digest (edited "
+                                    "or corrupted)", hint=fix, path=str(path))
         return meta
 
     def entry(self, key: Key, verify: bool = True) -> Entry:
@@ -360,26 +492,31 @@ class Store:
         return Entry(str(key), path, key.kind, meta)
 
     def verify_path(self, path: Path, meta: Mapping[str, Any] | None = None) -> None:
-        """Recompute every file's checksum; raise :class:`CorruptEntryError` naming the file."""
+        """Recompute every file's checksum and check that no file was added or dropped;
+        raise :class:`CorruptEntryError` naming the file."""
         meta = meta if meta is not None else self.read_meta(path)
-        for name, rec in meta.get("files", {}).items():
+        files = meta.get("files", {})
+        fix = self.fix_hint(path)
+        for name, rec in files.items():
             f = path / name
+            rec = rec if isinstance(rec, dict) else {}
             if not f.is_file():
-                raise CorruptEntryError(
-                    f"cache entry {path}: file {name} is missing",
-                    hint="recompute it with --force", path=str(f),
-                )
+                raise CorruptEntryError(f"cache entry {path}: file {name} is missing",
+                                        hint=fix, path=str(f))
             if f.stat().st_size != rec.get("bytes"):
                 raise CorruptEntryError(
                     f"cache entry {path}: file {name} is truncated or altered "
                     f"({f.stat().st_size} bytes, expected {rec.get('bytes')})",
-                    hint="recompute it with --force", path=str(f),
-                )
+                    hint=fix, path=str(f))
             if sha256_file(f) != rec.get("sha256"):
                 raise CorruptEntryError(
                     f"cache entry {path}: file {name} fails its checksum (altered or corrupted)",
-                    hint="recompute it with --force", path=str(f),
-                )
+                    hint=fix, path=str(f))
+        extra = sorted(p.name for p in path.iterdir() if p.name != META and p.name not in files)
+        if extra:
+            raise CorruptEntryError(
+                f"cache entry {path}: {extra[0]} is not one of its files (added, or dropped "
+                "from meta.json's file list)", hint=fix, path=str(path / extra[0]))
 
     def load_arrays(self, entry: Entry, name: str) -> dict[str, Any]:
         from safetensors.numpy import load_file
@@ -387,13 +524,13 @@ class Store:
         fname = name if name.endswith(".safetensors") else f"{name}.safetensors"
         if fname not in entry.meta.get("files", {}):
             raise CorruptEntryError(f"cache entry {entry.path} has no {fname}",
-                                    path=str(entry.path))
+                                    hint=self.fix_hint(entry.path), path=str(entry.path))
         try:
             return load_file(str(entry.path / fname))
         except Exception as e:  # safetensors raises its own error types
             raise CorruptEntryError(
                 f"cache entry {entry.path}: {fname} cannot be read ({e})",
-                hint="recompute it with --force", path=str(entry.path / fname),
+                hint=self.fix_hint(entry.path), path=str(entry.path / fname),
             ) from e
 
     def load_json(self, entry: Entry, name: str) -> Any:
@@ -403,35 +540,26 @@ class Store:
         except (OSError, ValueError) as e:
             raise CorruptEntryError(
                 f"cache entry {entry.path}: {fname} cannot be read ({e})",
-                hint="recompute it with --force", path=str(entry.path / fname),
+                hint=self.fix_hint(entry.path), path=str(entry.path / fname),
             ) from e
 
     def entries(self, kind: str | None = None) -> list[Entry]:
-        """Every complete entry (optionally of one kind), sorted by path.
+        """Every entry (optionally of one kind), sorted by path.
 
-        Directories without a ``meta.json`` are not entries (a crash can leave nothing else
-        behind, since entries are renamed into place whole).
+        A damaged entry (no ``meta.json``, a ``meta.json`` that fails its digest, a future
+        format) is a :class:`CorruptEntryError` naming it and the fix: a reader never takes
+        a damaged entry for a missing one. Arrays are checked when they are read.
         """
+        from .store_ops import entry_dirs
+
         out: list[Entry] = []
-        if not self.root.is_dir():
-            return out
-        kinds = [kind] if kind else [p.name for p in self.root.iterdir()
-                                     if p.is_dir() and not p.name.startswith(".")]
-        for k in kinds:
-            base = self.root / safe_component(k)
-            if not base.is_dir():
-                continue
-            for meta_path in sorted(base.rglob(META)):
-                path = meta_path.parent
-                try:
-                    meta = self.read_meta(path)
-                except CorruptEntryError:
-                    continue
-                out.append(Entry(str(path.relative_to(self.root).as_posix()), path, k, meta))
+        for path, k in entry_dirs(self, kind):
+            meta = self.read_meta(path)
+            out.append(Entry(path.relative_to(self.root).as_posix(), path, k, meta))
         return out
 
 
-def _acquire(fd: int, timeout: float | None, key: Key) -> None:
+def _acquire(fd: int, timeout: float | None, key: Any) -> None:
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: best effort, no inter-process lock
@@ -444,7 +572,7 @@ def _acquire(fd: int, timeout: float | None, key: Key) -> None:
         except OSError as e:
             if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline is not None and time.monotonic() >= deadline:
             raise StoreError(
                 f"cache entry {key} is locked by another gradts process",
                 hint="wait for it to finish, or run again later",

@@ -26,8 +26,11 @@ def test_list_verify_rm(capsys) -> None:
     assert main(["cache", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [e["key"] for e in listed["entries"]] == [path.relative_to(root).as_posix()]
+    assert main(["cache", "list"]) == 0  # the table view, not only --json
+    assert "1 entry" in capsys.readouterr().out
     assert main(["cache", "verify", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"checked": 1, "damaged": []}
+    assert json.loads(capsys.readouterr().out) == {"checked": 1, "damaged": [],
+                                                   "unrecognised": [], "stray_temporaries": []}
     (path / "task.safetensors").write_bytes(b"garbage")
     assert main(["cache", "verify"]) == 10
     err = capsys.readouterr().err

@@ -74,3 +74,96 @@ def test_bad_env_value_names_the_variable(tmp_path: Path) -> None:
 def test_missing_explicit_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         resolve(None, str(tmp_path / "nope.toml"), env={}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("env,match,hint", [
+    ({"GRADTS_RUN_PRECISION": "banana"}, r"GRADTS_RUN_PRECISION: unknown precision 'banana'",
+     "auto, fp32, bf16, fp16"),
+    ({"GRADTS_PRECISION": "fp8"}, r"GRADTS_PRECISION: unknown precision 'fp8'", "fp16"),
+    ({"GRADTS_DEVICE": "gpu"}, r"unknown device 'gpu'", "cuda:N"),
+    ({"GRADTS_DEVICE": "cuda:x"}, r"unknown device 'cuda:x'", "cuda:N"),
+    ({"GRADTS_PROBE_MEASURE": "gates"}, r"unknown importance measure 'gates'", "gate"),
+    ({"GRADTS_CORR_ESTIMATOR": "before"}, r"unknown estimator 'before'", "during"),
+    ({"GRADTS_CORR_METHOD": "kendal"}, r"unknown correlation method 'kendal'", "kendall"),
+    ({"GRADTS_PROBE_EPOCH": "1"}, r"unknown environment variable GRADTS_PROBE_EPOCH",
+     "GRADTS_PROBE_EPOCHS"),
+    ({"GRADTS_HOEM": "/x"}, r"unknown environment variable GRADTS_HOEM", "GRADTS_HOME"),
+    ({"GRADTS_PROBE_MAX_LENGTH": "64"}, r"GRADTS_PROBE_MAX_LENGTH", "GRADTS_MAX_LENGTH"),
+    ({"GRADTS_SEED": "-1"}, r"GRADTS_SEED must be at least 0, not -1", None),
+    ({"GRADTS_SEED": str(2**70)}, r"GRADTS_SEED must be at most", None),
+    ({"GRADTS_PROBE_LR": "nan"}, r"GRADTS_PROBE_LR must be a finite number", None),
+    ({"GRADTS_PROBE_EPOCHS": "0"}, r"GRADTS_PROBE_EPOCHS must be at least 1, not 0", None),
+])
+def test_env_values_and_names_are_validated(tmp_path: Path, env: dict, match: str,
+                                            hint: str | None) -> None:
+    with pytest.raises(ConfigError, match=match) as e:
+        resolve(None, env=env, cwd=tmp_path)
+    if hint:
+        assert hint in (e.value.hint or "")
+
+
+def test_closed_sets_are_canonical_and_checked_in_files_and_flags(tmp_path: Path) -> None:
+    cfg = resolve({"run": {"precision": "BF16", "device": "CUDA:1"}}, env={}, cwd=tmp_path)
+    assert (cfg.run.precision, cfg.run.device) == ("bf16", "cuda:1")
+    with pytest.raises(ConfigError, match=r"--precision: unknown precision 'junk'"):
+        resolve({"run": {"precision": "junk"}}, env={}, cwd=tmp_path)
+    (tmp_path / "gradts.toml").write_text('[run]\nprecision = "fp8"\n')
+    with pytest.raises(ConfigError, match=r"gradts.toml: \[run\] precision: unknown precision"):
+        resolve(None, env={}, cwd=tmp_path)
+
+
+def test_documented_non_setting_variables_are_not_errors(tmp_path: Path) -> None:
+    from gradts_engine.config import NON_SETTING_ENV
+
+    env = {name: "1" for name in NON_SETTING_ENV}
+    env.update({"GRADTS_MODEL": "m", "_GRADTS_COMPLETE": "complete_bash"})
+    assert resolve(None, env=env, cwd=tmp_path).run.model == "m"
+
+
+def test_trust_remote_code_only_from_the_flag_or_the_user_file(tmp_path: Path) -> None:
+    (tmp_path / "gradts.toml").write_text("[run]\ntrust_remote_code = true\n")
+    with pytest.raises(ConfigError, match=r"gradts.toml \(a project file\): trust_remote_code "
+                                          "cannot be switched on") as e:
+        resolve(None, env={}, cwd=tmp_path)
+    assert "--trust-remote-code" in (e.value.hint or "")
+    other = tmp_path / "other.toml"
+    other.write_text("[run]\ntrust_remote_code = true\n")
+    with pytest.raises(ConfigError, match="cannot be switched on"):
+        resolve(None, str(other), env={}, cwd=tmp_path)
+    (tmp_path / "gradts.toml").write_text("[run]\ntrust_remote_code = false\n")
+    for var in ("GRADTS_TRUST_REMOTE_CODE", "GRADTS_RUN_TRUST_REMOTE_CODE"):
+        with pytest.raises(ConfigError, match=f"environment {var}: trust_remote_code cannot"):
+            resolve(None, env={var: "1"}, cwd=tmp_path)
+    assert resolve(None, env={}, cwd=tmp_path).run.trust_remote_code is False
+    _user_file("[run]\ntrust_remote_code = true\n")
+    assert resolve(None, env={}, cwd=tmp_path).run.trust_remote_code is False  # project: false
+    (tmp_path / "gradts.toml").unlink()
+    assert resolve(None, env={}, cwd=tmp_path).run.trust_remote_code is True
+    cfg = resolve({"run": {"trust_remote_code": True}}, env={}, cwd=tmp_path / "nowhere")
+    assert cfg.run.trust_remote_code is True and cfg.sources["run.trust_remote_code"] == "flag"
+
+
+def test_one_max_length_for_every_stage(tmp_path: Path) -> None:
+    cfg = resolve(None, env={}, cwd=tmp_path)
+    assert cfg.run.max_length is None and cfg.probe.max_length is None  # the model's limit
+    assert cfg.trial.max_length is None
+    (tmp_path / "gradts.toml").write_text("[run]\nmax_length = 128\n")
+    cfg = resolve({"trial": {"max_length": 64}}, env={}, cwd=tmp_path)
+    assert cfg.run.max_length == 128 and cfg.probe.max_length == 128
+    assert cfg.sources["probe.max_length"] == str(tmp_path / "gradts.toml")
+    assert cfg.trial.max_length == 64 and cfg.sources["trial.max_length"] == "flag"
+    assert resolve(None, env={"GRADTS_MAX_LENGTH": "96"}, cwd=tmp_path).trial.max_length == 96
+    (tmp_path / "gradts.toml").write_text("[probe]\nmax_length = 128\n")
+    with pytest.raises(ConfigError, match=r"\[probe\] max_length is set once for every stage, "
+                                          r"in \[run\] max_length") as e:
+        resolve(None, env={}, cwd=tmp_path)
+    assert "[run]" in (e.value.hint or "")
+
+
+def test_config_file_not_utf8_or_a_directory(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_bytes(b"[probe]\nepochs = 3 # \xff\n")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        resolve(None, str(f), env={}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match="is a directory"):
+        resolve(None, str(tmp_path), env={}, cwd=tmp_path)

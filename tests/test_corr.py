@@ -18,13 +18,14 @@ import scipy.stats
 from safetensors.numpy import load_file
 
 from gradts_engine.corr import CorrResult, correlate_tasks, probed_tasks
-from gradts_engine.correlate import bootstrap_rankings, layer_l1, minmax
+from gradts_engine.correlate import layer_l1, minmax
 from gradts_engine.errors import (
     ConfigError,
     IncompatibleResultsError,
     MissingResultError,
     UsageError,
 )
+from gradts_engine.rank_bootstrap import bootstrap_rankings
 from gradts_engine.results import find_results, probe_key
 from gradts_engine.store import Store
 

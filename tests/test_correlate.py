@@ -9,11 +9,9 @@ import pytest
 import scipy.stats
 
 from gradts_engine import correlate as C
+from gradts_engine import rank_bootstrap as RB
 from gradts_engine.correlate import (
-    BootstrapStat,
     RankedCandidate,
-    attach_bootstrap,
-    bootstrap_rankings,
     correlate,
     correlate_many,
     correlation_matrix,
@@ -24,6 +22,7 @@ from gradts_engine.correlate import (
     task_matrix,
 )
 from gradts_engine.errors import ConfigError, DataError, IncompatibleResultsError
+from gradts_engine.rank_bootstrap import BootstrapStat, attach_bootstrap, bootstrap_rankings
 
 METHODS = ("kendall", "spearman", "pearson")
 SCIPY = {
@@ -295,7 +294,7 @@ def _suite(rng, n=40, L=3, H=4):
 def test_bootstrap_counts_equal_explicit_resampling():
     rng = np.random.default_rng(0)
     R = rng.random((13, 2, 3))
-    got = C._bootstrap_task_vectors(R, 5, np.random.default_rng(42))
+    got = RB.bootstrap_task_vectors(R, 5, np.random.default_rng(42))
     gen = np.random.default_rng(42)
     for b in range(5):
         idx = gen.integers(0, 13, size=13)

@@ -10,6 +10,7 @@ gradts_engine/results.py documents.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -20,17 +21,18 @@ from gradts_engine import results
 from gradts_engine.config import FgSettings, RunSettings, TrialSettings
 from gradts_engine.data import data_fingerprint
 from gradts_engine.errors import ConfigError, MissingResultError, UsageError
-from gradts_engine.fg import (
-    Cut,
-    find_selections,
-    load_fg_result,
-    load_selection,
-    make_cuts,
-    run_fg,
-    select_instances,
-)
 from gradts_engine.models import resolve_model
 from gradts_engine.mtl import EpochRecord, MTLResult
+from gradts_engine.selection.cuts import (
+    find_selections,
+    load_selection,
+    make_cuts,
+    select_instances,
+)
+from gradts_engine.selection.fg import load_fg_result, run_fg
+from gradts_engine.selection.ledger import read_run
+from gradts_engine.selection.records import Cut
+from gradts_engine.signal import ImportanceSignal
 from gradts_engine.store import Store
 from gradts_engine.tasks import build_registry
 
@@ -132,11 +134,15 @@ class FakeTrainer:
             train_sizes={primary.name: 40, **{a: len(subsets.get(a, range(40))) for a in names}})
 
 
-def go(reg, store, model, fake, *, aux=AUX, trial=None, **kw):
+def go(reg, store, model, fake, *, aux=AUX, trial=None, thresholds=None, keep_fraction=None,
+       seeds=None, method=None, **kw):
+    trial = trial or TrialSettings(epochs=1)
+    if seeds is not None:
+        trial = dataclasses.replace(trial, seeds=seeds)
     return run_fg(model, reg.get(PRIMARY), None if aux is None else [reg.get(a) for a in aux],
-                  store=store, run=RunSettings(device="cpu"),
-                  trial_settings=trial or TrialSettings(epochs=1), train_fn=fake, registry=reg,
-                  **kw)
+                  store=store, run=RunSettings(device="cpu"), trial_settings=trial,
+                  cuts=make_cuts(thresholds, keep_fraction), signal=ImportanceSignal.parse(
+                      method=method), train_fn=fake, registry=reg, **kw)
 
 
 # -- selection -------------------------------------------------------------------------------
@@ -287,7 +293,7 @@ def test_keep_all_is_the_trials_run(reg, store_root, model_dir) -> None:
 
 
 def test_after_trial_uses_its_selection_and_ledger(reg, store_root, model_dir) -> None:
-    from gradts_engine.trial import run_trial
+    from gradts_engine.selection.trial import run_trial
 
     store = Store(store_root)
     probe_suite(store, model_dir, reg)
@@ -378,7 +384,6 @@ def test_real_training_uses_the_kept_instances(reg, store_root, tmp_path) -> Non
     torch = pytest.importorskip("torch")
     from gradts_engine.models import make_tiny_model
     from gradts_engine.tasks import demo
-    from gradts_engine.trial import _mtl_from_entry
 
     torch.set_num_threads(1)
     words: set[str] = set()
@@ -392,11 +397,11 @@ def test_real_training_uses_the_kept_instances(reg, store_root, tmp_path) -> Non
     res = run_fg(model, reg.get(PRIMARY), [reg.get(a) for a in AUX], store=store,
                  run=RunSettings(device="cpu"),
                  trial_settings=TrialSettings(epochs=1, batch_size=16, max_length=32, lr=1e-3),
-                 keep_fraction=0.25)
+                 cuts=make_cuts(None, 0.25))
     (row,) = res.rows
     assert res.trained == 2 and 0.0 <= row.mean <= 1.0 and not row.primary_alone
     (ledger,) = row.ledger
     (e,) = [e for e in store.entries("trial-run") if e.key_path == ledger]
-    mtl = _mtl_from_entry(store, e)
+    mtl = read_run(store, e)
     assert dict(mtl.train_sizes) == {PRIMARY: 40, AUX[0]: 10, AUX[1]: 10}
     assert e.spec["subsets"]["sizes"] == {AUX[0]: 10, AUX[1]: 10}

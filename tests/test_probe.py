@@ -311,11 +311,11 @@ def test_nan_loss_stops_with_training_error(tiny, registry, tmp_path, monkeypatc
 
 def test_label_that_does_not_fit_the_head(registry):
     spec = registry.get("neg_movie")
-    probe._check_labels(spec, np.array([0, 1, 1, 0]))
+    probe.check_labels(spec, np.array([0, 1, 1, 0]))
     with pytest.raises(DataError, match=r"train example 2 has label id 2, which does not fit"):
-        probe._check_labels(spec, np.array([0, 1, 2, 5]))
+        probe.check_labels(spec, np.array([0, 1, 2, 5]))
     with pytest.raises(DataError, match="has no label"):
-        probe._check_labels(spec, np.array([0, -1]))
+        probe.check_labels(spec, np.array([0, -1]))
 
 
 def test_bad_settings_and_models(tiny, registry, tmp_path, monkeypatch):
@@ -323,7 +323,7 @@ def test_bad_settings_and_models(tiny, registry, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="unknown importance measure 'gates'"):
         run_probe(tiny, spec, tmp_path, probe_settings=ProbeSettings(measure="gates"))
     with pytest.raises(ConfigError, match=r"--max-length 512 is longer than model .* \(128"):
-        run_probe(tiny, spec, tmp_path, probe_settings=ProbeSettings())
+        run_probe(tiny, spec, tmp_path, probe_settings=ProbeSettings(max_length=512))
     with pytest.raises(ModelError, match="does not exist"):
         run_probe(str(tmp_path / "nowhere"), spec, tmp_path)
     bad = tmp_path / "t5"
@@ -345,8 +345,60 @@ def test_bad_settings_and_models(tiny, registry, tmp_path, monkeypatch):
     assert not Store(tmp_path).entries("probe")
 
 
-def test_linear_schedule():
-    f = probe.linear_schedule(10, 0.2)
-    assert [round(f(s), 3) for s in range(10)] == [0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5,
-                                                   0.375, 0.25, 0.125]
-    assert probe.linear_schedule(5, 0.0)(0) == 1.0
+# ---------------------------------------------------------------------------------------------
+# P2': the after pass at its floor (no weight gradient computed or kept)
+# ---------------------------------------------------------------------------------------------
+def _saved_activation_bytes(net, fn) -> int:
+    """Bytes of the non-parameter tensors autograd saves for backward while ``fn`` runs."""
+    params = {p.data_ptr() for p in net.parameters()}
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        if t.data_ptr() not in params:
+            total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total
+
+
+def test_after_pass_freezes_parameters_and_keeps_no_weight_gradient(tiny, registry, tmp_path):
+    from gradts_engine import heads, importance
+
+    spec = registry.get("match_city")
+    ctx = probe.context(tiny, RUN, FAST, Store(tmp_path / "h"))
+    net, layout = probe.build_probe_model(ctx, spec)
+    enc = data.encode_split(data.load_split(spec, "train"), ctx.tokenizer, tokenizer_id="t",
+                            max_length=64)
+    trainable_during: list[bool] = []
+    hook = net.register_forward_pre_hook(
+        lambda m, a: trainable_during.append(any(p.requires_grad for p in m.parameters())))
+    try:
+        out = probe.after_pass(ctx, spec, net, layout, enc, None, None)
+    finally:
+        hook.remove()
+    assert trainable_during and not any(trainable_during)   # frozen in every batch's forward
+    assert all(p.requires_grad for p in net.parameters())    # restored afterwards
+    assert all(p.grad is None for p in net.parameters())     # no weight gradient kept
+    assert out["after_raw"].shape == (2, 4) and (out["after_raw"] > 0).all()
+
+    # the same per-example matrices as with trainable parameters, from less saved memory
+    batch = data.collate(enc, np.arange(16), ctx.pad_id)
+    net.eval()
+
+    def loss_fn(o, b):
+        return models.per_example_loss(o, b["labels"], spec.kind)
+
+    with heads.HeadGates(net, layout) as gates:
+        R_trainable = heads.gate_importance(net, batch, loss_fn, gates)
+        full = _saved_activation_bytes(
+            net, lambda: heads.gate_importance(net, batch, loss_fn, gates))
+        with importance.frozen_parameters(net):
+            R_frozen = heads.gate_importance(net, batch, loss_fn, gates)
+            floor = _saved_activation_bytes(
+                net, lambda: heads.gate_importance(net, batch, loss_fn, gates))
+    torch.testing.assert_close(R_frozen, R_trainable, rtol=0, atol=0)
+    assert 0 < floor < full, (floor, full)
+    assert all(p.grad is None for p in net.parameters())

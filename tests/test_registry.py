@@ -110,3 +110,64 @@ def test_spec_validation() -> None:
         TaskSpec("a", "classification", ("a", "b", "c"), "label", src, labels=("x", "y"))
     s = TaskSpec("a", "regression", ("s",), "score", src)
     assert s.metrics == ("pearson", "spearman") and s.num_outputs == 1
+
+
+HUB_TOML = """
+[task]
+name = "h"
+text = "sentence"
+label = "label"
+labels = ["a", "b"]
+[task.source]
+type = "hub"
+path = "owner/data"
+"""
+
+
+@pytest.mark.parametrize("text,match", [
+    (TOML.replace('name = "my_cola"', 'name = "my_cola"\nversion = "abc"'),
+     r"'version' must be an integer, not 'abc'"),
+    ("task = 3\n", r"no \[task\] table"),
+    ("task = [1, 2]\n", r"a task must be a table"),
+    ("task = []\n", r"no \[task\] table"),
+    (TOML.replace('text = ["3"]', 'text = [true]'), r"'text' must be a column name"),
+    (TOML.replace('labels = ["unacceptable", "acceptable"]', 'labels = "ab"\nkind = 3'),
+     r"'kind' must be a string"),
+    (TOML.replace('files = { train = "train.tsv", dev = "dev.tsv" }', 'files = { train = 1 }'),
+     r"'source.files' must be a table of strings"),
+    (HUB_TOML + 'splits = "train"\n', r"'source.splits' must be a table of strings"),
+    (HUB_TOML + 'splits = { train = 3 }\n', r"'source.splits' must be a table of strings"),
+    (HUB_TOML + 'revision = 5\n', r"'source.revision' must be a string"),
+    (HUB_TOML.replace('path = "owner/data"', 'path = 3'), r"needs path"),
+    ("x = 1\n", r"unknown top-level key 'x'"),
+])
+def test_wrong_types_are_one_line_config_errors(tmp_path: Path, text: str, match: str) -> None:
+    f = tmp_path / "t.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=match) as e:
+        load_task_file(f)
+    assert str(f) in e.value.message and "\n" not in str(e.value)
+
+
+def test_non_utf8_task_file_and_directory(tmp_path: Path) -> None:
+    f = tmp_path / "t.toml"
+    f.write_bytes(TOML.encode() + b"# \xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"t.toml is not UTF-8 text") as e:
+        load_task_file(f)
+    assert "UTF-8" in (e.value.hint or "")
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_task_file(tmp_path)
+
+
+def test_writer_round_trips_through_the_reader(tmp_path: Path) -> None:
+    from gradts_engine.tasks.spec import LocalSource
+    from gradts_engine.tasks.toml import parse_task_text, task_toml
+
+    src = LocalSource({"train": str(tmp_path / 'a "b".tsv'), "dev": str(tmp_path / "d\\e.tsv")},
+                      "csv", False, True)
+    spec = TaskSpec("w", "classification", ("t 1", "t2"), "y", src, labels=("x", 'q"uote'),
+                    metrics=("accuracy",), version=3, description="é ünïcode")
+    (back,) = parse_task_text(task_toml(spec), tmp_path / "w.toml")
+    assert back.fingerprint() == spec.fingerprint() and back.description == spec.description
+    with pytest.raises(TaskError, match="only local tasks"):
+        task_toml(TaskSpec("h", "regression", ("s",), "y", HubSource("a/b")))

@@ -181,3 +181,218 @@ def test_invalid_file_names_rejected(tmp_path: Path) -> None:
     with pytest.raises(StoreError), st.writer(st.key("k", ["a"], {})) as w:
         w.save_json("../escape", {})
     assert os.listdir(tmp_path / ".tmp") == []
+
+
+# -- meta.json is as verifiable as the arrays ---------------------------------------------
+
+def _meta(st: Store, key) -> Path:
+    return st.path(key) / "meta.json"
+
+
+def test_edited_meta_fails_its_digest_and_names_the_fix(tmp_path: Path) -> None:
+    st = Store(tmp_path)
+    key = st.key("probe", ["m", "t"], {"v": 10})
+    _write(st, key)
+    meta = json.loads(_meta(st, key).read_text())
+    meta["info"]["note"] = "edited"            # still valid JSON, still a plausible entry
+    _meta(st, key).write_text(json.dumps(meta))
+    with pytest.raises(CorruptEntryError, match="meta.json fails its digest") as ei:
+        st.entry(key)
+    assert "--force" in ei.value.hint and f"cache rm {key.relpath.as_posix()}" in ei.value.hint
+    with pytest.raises(CorruptEntryError, match="digest"):
+        st.entries("probe")                     # a reader never skips it silently
+
+
+@pytest.mark.parametrize("content", ["", "[]", "{}", "null", '{"format": 1}'])
+def test_emptied_or_overwritten_meta_is_damage(tmp_path: Path, content: str) -> None:
+    st = Store(tmp_path)
+    key = st.key("probe", ["m"], {"v": 11})
+    _write(st, key)
+    _meta(st, key).write_text(content)
+    with pytest.raises(CorruptEntryError, match="meta.json"):
+        st.entry(key)
+    with pytest.raises(CorruptEntryError, match=str(st.path(key))):
+        st.entries()
+
+
+def test_deleted_meta_is_a_damaged_entry_not_a_missing_one(tmp_path: Path) -> None:
+    st = Store(tmp_path)
+    key = st.key("probe", ["m"], {"v": 12})
+    _write(st, key)
+    _meta(st, key).unlink()
+    assert not st.exists(key)                   # a probe recomputes it (and replaces it)
+    with pytest.raises(CorruptEntryError, match="no meta.json"):
+        st.entries("probe")
+    rep = st.verify_all()
+    assert [f.path for f in rep.damaged] == [key.relpath.as_posix()]
+    _write(st, key)                             # recomputing repairs it
+    assert st.verify_all().clean
+
+
+def test_file_list_that_drops_an_array_is_damage(tmp_path: Path) -> None:
+    st = Store(tmp_path)
+    key = st.key("probe", ["m"], {"v": 13})
+    _write(st, key)
+    meta = json.loads(_meta(st, key).read_text())
+    del meta["files"]["task.safetensors"]
+    meta.pop("meta_sha256")
+    from gradts_engine.store import entry_digest
+    meta["meta_sha256"] = entry_digest(meta)    # even with a consistent digest
+    _meta(st, key).write_text(json.dumps(meta))
+    with pytest.raises(CorruptEntryError, match="task.safetensors is not one of its files"):
+        st.entry(key)
+
+
+def test_entry_written_before_the_digest_is_still_read(tmp_path: Path) -> None:
+    """Decision: a format-1 meta.json without ``meta_sha256`` (written before the digest
+    existed) is verified by its file list only: checksums, sizes, no unlisted files."""
+    st = Store(tmp_path)
+    key = st.key("probe", ["m"], {"v": 14})
+    _write(st, key, 3.0)
+    meta = json.loads(_meta(st, key).read_text())
+    del meta["meta_sha256"]
+    _meta(st, key).write_text(json.dumps(meta, indent=2))
+    e = st.entry(key)
+    assert st.load_arrays(e, "task")["m"][0, 0] == 3.0
+    assert st.verify_all().clean
+    (st.path(key) / "task.safetensors").write_bytes(b"x")
+    with pytest.raises(CorruptEntryError, match="task.safetensors"):
+        st.entry(key)
+
+
+def test_future_format_is_named_with_upgrade_hint(tmp_path: Path) -> None:
+    st = Store(tmp_path)
+    key = st.key("probe", ["m"], {"v": 15})
+    _write(st, key)
+    meta = json.loads(_meta(st, key).read_text())
+    meta["format"] = FORMAT_VERSION + 1
+    _meta(st, key).write_text(json.dumps(meta))
+    with pytest.raises(CorruptEntryError, match="newer gradts") as ei:
+        st.entry(key)
+    assert "upgrade gradts" in ei.value.hint
+    rep = st.verify_all()
+    assert [(f.path, f.what) for f in rep.damaged] == [(key.relpath.as_posix(), "future-format")]
+    assert [s.state.value for s in st.scan()] == ["future-format"]
+
+
+# -- scan, verify_all, remove --------------------------------------------------------------
+
+def test_scan_lists_kind_names_settings_size_created_state(tmp_path: Path) -> None:
+    st = Store(tmp_path)
+    k1 = st.key("probe", ["m", "cola"], {"settings": {"lr": 1e-4}})
+    k2 = st.key("trial", ["m", "rte"], {"x": 1})
+    _write(st, k1)
+    _write(st, k2)
+    (st.path(k2) / "task.safetensors").write_bytes(b"short")
+    rows = {s.path: s for s in st.scan()}
+    a, b = rows[k1.relpath.as_posix()], rows[k2.relpath.as_posix()]
+    assert (a.kind, a.names, dict(a.settings), a.state.value) == ("probe", ("m", "cola"),
+                                                                  {"lr": 1e-4}, "ok")
+    assert a.size == sum(f.stat().st_size for f in st.path(k1).iterdir())
+    assert a.created and a.created.startswith("20")
+    assert b.state.value == "damaged" and "task.safetensors" in (b.problem or "")
+
+
+def test_verify_all_names_everything_it_does_not_recognise(tmp_path: Path) -> None:
+    st = Store(tmp_path)
+    key = st.key("probe", ["m"], {"v": 16})
+    _write(st, key)
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "junk" / "deep").mkdir(parents=True)
+    (tmp_path / "junk" / "deep" / "x.bin").write_bytes(b"1")
+    (st.path(key).parent / "stray.txt").write_text("beside an entry")
+    (tmp_path / ".hidden").write_text("h")
+    (tmp_path / ".tmp" / "0123abcd4567-deadbeef").mkdir()   # left by a killed writer
+    rep = st.verify_all()
+    assert rep.checked == 1 and rep.damaged == ()
+    assert sorted((f.path, f.what) for f in rep.unrecognised) == [
+        (".hidden", "foreign file"), ("junk", "foreign folder"), ("notes.txt", "foreign file"),
+        (f"{key.relpath.parent.as_posix()}/stray.txt", "foreign file")]
+    assert [f.path for f in rep.temporaries] == [".tmp/0123abcd4567-deadbeef"]
+    assert not rep.clean
+    for f in rep.unrecognised:
+        assert f"cache rm {f.path}" in f.hint
+        st.remove(f.path)
+    assert st.verify_all().clean and st.entry(key)
+
+
+def test_stray_temporaries_are_removed_by_the_next_write_live_ones_kept(tmp_path: Path) -> None:
+    st = Store(tmp_path)
+    k_live, k_new = st.key("probe", ["m"], {"v": 17}), st.key("probe", ["m"], {"v": 18})
+    (tmp_path / ".tmp").mkdir()
+    dead = tmp_path / ".tmp" / "aaaaaaaaaaaa-00000000"
+    dead.mkdir()
+    (dead / "task.safetensors").write_bytes(b"half")
+    with st.writer(k_live) as live:
+        live.save_json("a", {})
+        _write(st, k_new)                       # the next write cleans the dead one only
+        assert not dead.exists() and live.tmp.exists()
+        assert st.verify_all().temporaries == ()
+    assert st.entry(k_live) and st.entry(k_new)
+    assert list((tmp_path / ".tmp").iterdir()) == []
+    assert not any(p.name.startswith("tmp-") for p in (tmp_path / ".locks").iterdir())
+
+
+def _hold_key(root: str, spec: dict, ready: mp.Event, release: mp.Event) -> None:  # type: ignore[valid-type]
+    st = Store(root)
+    with st.lock(st.key("probe", ["m"], spec)):
+        ready.set()
+        release.wait(20)
+
+
+def test_remove_waits_for_the_keys_lock(tmp_path: Path) -> None:
+    st = Store(tmp_path)
+    key = st.key("probe", ["m"], {"v": 19})
+    _write(st, key)
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_hold_key, args=(str(tmp_path), {"v": 19}, ready, release))
+    p.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(StoreError, match="locked"):
+            st.remove(key, timeout=0.3)
+        assert st.entry(key)                    # untouched while a writer holds the key
+    finally:
+        release.set()
+        p.join(20)
+    assert st.remove(key) == [key.relpath.as_posix()]
+    assert not st.path(key).exists() and not (tmp_path / "probe").exists()  # empty dirs pruned
+
+
+def test_remove_refuses_anything_outside_the_store(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    st = Store(root)
+    _write(st, st.key("probe", ["m"], {"v": 20}))
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (root / "link").symlink_to(outside)
+    for bad in [str(outside), "../precious", "probe/../../precious", ".", "", ".locks",
+                ".tmp", str(root)]:
+        with pytest.raises(StoreError):
+            st.remove(bad)
+    st.remove("link")                           # a symlink in the store is removed, not followed
+    assert outside.exists() and not (root / "link").exists()
+    assert len(st.entries()) == 1
+
+
+def test_home_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    for root in (f, f / "sub"):
+        with pytest.raises(StoreError, match="not a directory"):
+            Store(root).verify_all()
+        with pytest.raises(StoreError, match="not a directory"):
+            Store(root).entries()
+
+
+def test_written_files_are_not_world_writable(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        st = Store(tmp_path)
+        key = st.key("probe", ["m"], {"v": 21})
+        _write(st, key)
+    finally:
+        os.umask(old)
+    for p in [st.path(key), *st.path(key).iterdir(), *(tmp_path / ".locks").iterdir()]:
+        assert not p.stat().st_mode & 0o002, f"{p} is world-writable"

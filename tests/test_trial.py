@@ -19,9 +19,10 @@ from gradts_engine.config import RunSettings, TrialSettings
 from gradts_engine.errors import ConfigError, MissingResultError
 from gradts_engine.models import resolve_model
 from gradts_engine.mtl import EpochRecord, MTLResult
+from gradts_engine.selection.ledger import RunContext, run_key
+from gradts_engine.selection.trial import load_trial_summary, run_trial
 from gradts_engine.store import Store
 from gradts_engine.tasks import build_registry
-from gradts_engine.trial import load_trial_summary, run_key, run_trial
 
 SIZES = {"train": 48, "dev": 24, "test": 24}
 PRIMARY = "neg_movie"
@@ -43,11 +44,12 @@ def model_dir(tmp_path):
     return str(d)
 
 
-def write_probe(store: Store, model: str, task: str, vec: np.ndarray, L: int = 3, H: int = 4):
+def write_probe(store: Store, model: str, task: str, vec: np.ndarray, L: int = 3, H: int = 4,
+                settings: dict | None = None):
     ref = resolve_model(model)
     key = results.probe_key(store, model_cache_id=ref.cache_id, model_name=model, task=task,
                             task_fingerprint={"name": task}, data_fingerprint="x",
-                            measure="gate", settings={})
+                            measure="gate", settings=settings or {})
     m = np.asarray(vec, dtype=np.float32).reshape(L, H)
     with store.writer(key, info={"task_name": task, "model_name": model, "num_layers": L,
                                  "num_heads": H, "num_instances": 0, "chunks": []}) as w:
@@ -193,10 +195,9 @@ def test_ledger_key_changes_with_settings(reg, store_root, model_dir) -> None:
         assert not set(s2.ledger_keys) & set(s.ledger_keys)
     # candidate order is part of the key: the same set in another order is another run
     from gradts_engine.mtl import MTLSettings
-    from gradts_engine.trial import _Context  # the key's context, built as run_trial does
 
     specs = {n: reg.get(n) for n in [PRIMARY, a, b]}
-    ctx = _Context("m", "m", reg.get(PRIMARY), specs, dict.fromkeys(specs, "fp"), {},
+    ctx = RunContext("m", "m", reg.get(PRIMARY), specs, dict.fromkeys(specs, "fp"), {},
                    MTLSettings(), "fp32", {"split": "dev"})
     k1, k2 = run_key(store, ctx, (a, b), 1), run_key(store, ctx, (b, a), 1)
     assert k1.digest != k2.digest
@@ -237,7 +238,7 @@ def test_seeds_means_and_noise_verdict(reg, store_root, model_dir) -> None:
 def test_paired_bootstrap_matches_direct_resampling(metric: str) -> None:
     """The vectorised resample metrics equal scikit-learn / SciPy on every resample."""
     from gradts_engine.metrics import METRIC_FUNCTIONS
-    from gradts_engine.trial import _resampled_metric, paired_bootstrap
+    from gradts_engine.selection.stats import paired_bootstrap, resampled_metric
 
     rng = np.random.default_rng(0)
     n, B = 40, 200
@@ -251,7 +252,7 @@ def test_paired_bootstrap_matches_direct_resampling(metric: str) -> None:
     r = np.random.default_rng(5)
     idx = r.integers(0, n, (B, n))
     W = np.stack([np.bincount(i, minlength=n) for i in idx]).astype(float)
-    got = _resampled_metric(metric, p1, y, W)
+    got = resampled_metric(metric, p1, y, W)
     want = np.array([fn(p1[i], y[i]) for i in idx])
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
     diffs = want - np.array([fn(p2[i], y[i]) for i in idx])
@@ -349,3 +350,26 @@ def test_missing_probe_names_the_command(reg, store_root, model_dir) -> None:
     with pytest.raises(MissingResultError) as e:
         go(reg, store, model_dir, FakeTrainer({}))
     assert "gradts probe" in e.value.hint and CANDS[2] in e.value.hint
+
+
+def test_one_probe_rule_for_every_stage(reg, store_root, model_dir) -> None:
+    """A task probed twice with other settings: corr, trial (ranking, provenance, run keys) and
+    report use the same probe entries, and say that several settings groups exist."""
+    from gradts_engine.corr import correlate_tasks
+    from gradts_engine.report import build_report
+
+    store = Store(store_root)
+    probe_all(store, model_dir)
+    extra = write_probe(store, model_dir, CANDS[0], -np.arange(12.0), settings={"epochs": 9})
+    s = go(reg, store, model_dir, FakeTrainer({}), trial=TrialSettings(epochs=1, max_aux=1))
+    used = dict(s.probes)
+    assert set(used) == {PRIMARY, *CANDS} and str(extra) not in used.values()
+    assert s.ranking[0].task == CANDS[0]            # the planted order: the {} group was used
+    assert any("settings groups" in n for n in s.notes)
+    corr = correlate_tasks(store, model_dir, [PRIMARY, *CANDS], primary=PRIMARY)
+    assert {p.task: p.key for p in corr.probes} == used
+    assert any("settings groups" in w for w in corr.warnings)
+    rep = build_report(store, model_dir, PRIMARY)
+    assert {r.task: r.key for r in rep.probes} == used
+    (e,) = [e for e in store.entries("trial-run") if e.key_path == s.baseline.ledger[0]]
+    assert e.spec["importance"] == [used[PRIMARY]]

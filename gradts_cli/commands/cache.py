@@ -1,21 +1,23 @@
-"""``gradts cache``: list, verify and remove entries of the store."""
+"""``gradts cache``: list, verify and remove entries of the store (the store's own operations:
+:meth:`~gradts_engine.store.Store.scan`, ``verify_all`` and ``remove`` under the key's lock)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from .. import output
 from ..options import JsonOpt, state
+from ..views import cache as views
+from ..views.widgets import Col, ColSpec, plural, table
 
 cache_app = typer.Typer(help="Inspect the cache (the store): list, verify, remove entries.",
                         no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(cache_app, name="cache")
+    app.add_typer(cache_app, name="cache", short_help="Inspect the store: list, verify, rm.")
 
 
 @cache_app.command("list", help="List cache entries.\n\n[dim]Example:[/dim] "
@@ -24,70 +26,59 @@ def list_(ctx: typer.Context,
           kind: Annotated[str | None, typer.Option("--kind", help="Only this kind.")] = None,
           json_: JsonOpt = False) -> None:
     st = state(ctx).store()
-    entries = st.entries(kind)
-    rows = [{"key": e.key_path, "kind": e.kind, "created": e.meta.get("created"),
-             "bytes": sum(f.get("bytes", 0) for f in e.meta.get("files", {}).values())}
-            for e in entries]
+    rows = [{"key": e.path, "kind": e.kind, "names": list(e.names), "created": e.created,
+             "bytes": e.size, "state": e.state.value, "problem": e.problem,
+             "settings": dict(e.settings)}
+            for e in st.scan() if kind is None or e.kind == kind]
     if json_:
         output.print_json({"root": str(st.root), "entries": rows})
         return
-    output.table(f"cache at {st.root}", ["entry", "created", "size"],
-                 [(r["key"], r["created"], _size(r["bytes"])) for r in rows],
-                 caption=f"{len(rows)} entries")
+    cols: list[ColSpec] = [Col("entry", wrap=True), "created", Col("settings", wrap=True),
+                           ("size", "right"), "state"]
+    cells = [(r["key"], r["created"] or "-", views.entry_settings({"settings": r["settings"]}),
+              views.size_text(r["bytes"]), r["state"]) for r in rows]
+    output.show(table(f"cache at {st.root}", cols, cells,
+                      caption=plural(len(rows), "entry", "entries")))
 
 
-@cache_app.command("verify", help="Recompute every checksum; name the damaged entries.\n\n"
-                   "[dim]Example:[/dim] gradts cache verify")
+@cache_app.command("verify", help="Recompute every checksum; name the damaged entries and "
+                   "anything in the store that is not an entry.\n\n[dim]Example:[/dim] "
+                   "gradts cache verify")
 def verify(ctx: typer.Context, json_: JsonOpt = False) -> None:
-    from gradts_engine.errors import CorruptEntryError, StoreError
-
-    st = state(ctx).store()
-    bad = []
-    n = 0
-    for meta_path in sorted(st.root.rglob("meta.json")) if st.root.is_dir() else []:
-        if ".tmp" in meta_path.parts:
-            continue
-        n += 1
-        try:
-            st.verify_path(meta_path.parent)
-        except CorruptEntryError as e:
-            bad.append({"entry": str(meta_path.parent), "problem": e.message})
-    if json_:
-        output.print_json({"checked": n, "damaged": bad})
-    else:
-        for b in bad:
-            output.warn(b["problem"])
-        output.info(f"checked {n} entries, {len(bad)} damaged")
-    if bad:
-        raise StoreError(f"{len(bad)} damaged cache entries",
-                         hint="remove them with `gradts cache rm PATH` and recompute")
-
-
-@cache_app.command("rm", help="Remove cache entries by path.\n\n[dim]Example:[/dim] "
-                   "gradts cache rm probe/minilm/cola/0123abcd4567")
-def rm(ctx: typer.Context,
-       paths: Annotated[list[str], typer.Argument(help="Entry paths.")]) -> None:
-    import shutil
-
     from gradts_engine.errors import StoreError
 
     st = state(ctx).store()
-    root = st.root.resolve()
+    rep = st.verify_all()
+    problems = [*rep.damaged, *rep.unrecognised]
+    if json_:
+        output.print_json({"checked": rep.checked,
+                           "damaged": [{"entry": f.path, "problem": f.message, "fix": f.hint}
+                                       for f in rep.damaged],
+                           "unrecognised": [{"path": f.path, "what": f.what, "fix": f.hint}
+                                            for f in rep.unrecognised],
+                           "stray_temporaries": [f.path for f in rep.temporaries]})
+    else:
+        for f in problems:
+            output.warn(f"{f.message} ({f.hint})")
+        if rep.temporaries:
+            output.info(f"{len(rep.temporaries)} stray temporaries from interrupted writes "
+                        "(removed by the next write)")
+        output.info(f"checked {rep.checked} entries, {len(rep.damaged)} damaged, "
+                    f"{len(rep.unrecognised)} not recognised")
+    if problems:
+        first = problems[0]
+        raise StoreError(f"{len(rep.damaged)} damaged cache entries, {len(rep.unrecognised)} "
+                         f"unrecognised paths in {st.root}; first: {first.path}",
+                         hint=first.hint)
+
+
+@cache_app.command("rm", help="Remove cache entries (or a foreign file) by path, each under "
+                   "its key's lock.\n\n[dim]Example:[/dim] "
+                   "gradts cache rm probe/minilm/cola/0123abcd4567")
+def rm(ctx: typer.Context,
+       paths: Annotated[list[str], typer.Argument(help="Entry paths.")]) -> None:
+    st = state(ctx).store()
     for p in paths:
-        path = Path(p)
-        path = (path if path.is_absolute() else root / path).resolve()
-        if root not in path.parents:
-            raise StoreError(f"{p} is not inside the store {root}", hint="give a path from "
-                             "`gradts cache list`")
-        if not path.exists():
-            raise StoreError(f"no cache entry at {path}", hint="see `gradts cache list`")
-        shutil.rmtree(path)
-        output.success(f"removed {path}")
+        for removed in st.remove(p):
+            output.success(f"removed {removed}")
 
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)

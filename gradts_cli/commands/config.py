@@ -6,10 +6,12 @@ import typer
 
 from .. import output
 from ..options import JsonOpt, state
+from ..views import config as views
 
 
 def register(app: typer.Typer) -> None:
-    app.command("config", help=HELP)(config)
+    app.command("config", help=HELP,
+                short_help="Show the resolved settings and where each came from.")(config)
 
 
 HELP = """Show the resolved settings and where each value came from.
@@ -34,6 +36,4 @@ def config(ctx: typer.Context, json_: JsonOpt = False) -> None:
         output.print_json({"files": list(cfg.files), "user_file": str(user_config_file()),
                            "settings": [{"key": k, "value": v, "source": s} for k, v, s in rows]})
         return
-    output.table(None, ["setting", "value", "from"],
-                 [(k, "–" if v is None else v, s) for k, v, s in rows],
-                 caption=f"user file: {user_config_file()}")
+    output.show(views.settings_table(rows, user_config_file()))

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from .. import output
-from ..options import ForceOpt, JsonOpt, SuiteOpt, complete_task, split_list, state
+from ..options import (
+    FileFormat,
+    JsonOpt,
+    SuiteOpt,
+    TaskKind,
+    complete_task,
+    split_list,
+    state,
+    value,
+)
+from ..views import data as views
+from ..views.progress import reporter
 
 data_app = typer.Typer(
     help="Tasks and their data: list, show, add local files, download from the Hub.\n\n"
@@ -19,7 +29,7 @@ data_app = typer.Typer(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(data_app, name="data")
+    app.add_typer(data_app, name="data", short_help="Tasks and their data: list, show, add, get.")
 
 
 # -- list -------------------------------------------------------------------------------------
@@ -46,14 +56,7 @@ def list_(ctx: typer.Context, suite: SuiteOpt = None, json_: JsonOpt = False) ->
     if json_:
         output.print_json({"tasks": rows})
         return
-    output.table(None, ["task", "suite", "source", "kind", "splits", "data"],
-                 [(r.name, r.suite or "–", r.source, _kind(r.kind, r.labels),
-                   ",".join(r.splits), r.available) for r in rows],
-                 caption=f"{len(rows)} tasks; details: gradts data show TASK")
-
-
-def _kind(kind: str, labels: tuple[str, ...]) -> str:
-    return f"{len(labels)} classes" if kind == "classification" else "regression"
+    output.show(views.list_table(rows))
 
 
 # -- show -------------------------------------------------------------------------------------
@@ -93,37 +96,7 @@ def show(
                                       "label": label} for texts, label in s.examples]}
                        for s in summary.splits]})
         return
-    kind = (f"classification ({', '.join(spec.labels)})" if spec.kind == "classification"
-            else "regression")
-    fields = [("source", spec.source_label()), ("kind", kind),
-              ("text", ", ".join(spec.text_fields)), ("label", spec.label_field),
-              ("metrics", ", ".join(spec.metrics) + f" (main: {spec.main_metric})"),
-              ("data fingerprint", summary.data_fingerprint)]
-    if summary.revision:
-        fields.append(("revision", summary.revision))
-    if spec.origin != "builtin":
-        fields.append(("declared in", spec.origin))
-    output.table(f"{spec.name}" + (f": {spec.description}" if spec.description else ""),
-                 ["field", "value"], fields)
-    output.table("splits", ["split", "rows", "labels"],
-                 [(s.split, s.size, _distribution(s.distribution, spec.kind))
-                  for s in summary.splits], justify=["left", "right", "left"])
-    if examples:
-        n_text = len(spec.text_fields)
-        cols = ["split", *(spec.text_fields if n_text > 1 else ["text"]), "label"]
-        rows = [(s.split, *texts, label) for s in summary.splits for texts, label in s.examples]
-        output.table("examples", cols, rows)
-
-
-def _distribution(dist: Mapping[str, Any], kind: str) -> str:
-    if kind == "regression":
-        if not dist.get("n"):
-            return "unlabelled" if dist.get("(none)") else "–"
-        text = (f"mean {dist['mean']:.3g} ± {dist['std']:.3g}, range {dist['min']:.3g}–"
-                f"{dist['max']:.3g}")
-        return text + (f", {dist['(none)']} unlabelled" if dist.get("(none)") else "")
-    total = sum(dist.values()) or 1
-    return "  ".join(f"{k} {v} ({100 * v / total:.0f}%)" for k, v in dist.items())
+    output.show(*views.show_tables(spec, summary, examples))
 
 
 # -- add --------------------------------------------------------------------------------------
@@ -136,14 +109,11 @@ characters are text unless --quoting is given (as the original GLUE TSV files ne
 
 [dim]Examples:[/dim]
 
-  gradts data add my_cola --train CoLA/train.tsv --dev CoLA/dev.tsv --no-header --text 3
-  --label 1 --metrics matthews,accuracy
+  gradts data add my_cola --train CoLA/train.tsv --no-header --text 3 --label 1
 
-  gradts data add my_mrpc --train MRPC/train.tsv --dev MRPC/dev.tsv
-  --text "#1 String,#2 String" --label Quality
+  gradts data add my_mrpc --train MRPC/train.tsv --text "#1 String,#2 String" --label Quality
 
-  gradts data add my_sts --train sts.jsonl --dev sts_dev.jsonl --text a,b --label score
-  --kind regression
+  gradts data add my_sts --train sts.jsonl --text a,b --label score --kind regression
 """
 
 
@@ -161,8 +131,8 @@ def add(
                                              show_default=False)] = None,
     test: Annotated[Path | None, typer.Option("--test", help="Test file (labels optional).",
                                               show_default=False)] = None,
-    kind: Annotated[str, typer.Option("--kind", help="classification or regression.")]
-    = "classification",
+    kind: Annotated[TaskKind, typer.Option("--kind", case_sensitive=False,
+                                           help="What the label is.")] = TaskKind.CLASSIFICATION,
     labels: Annotated[str | None, typer.Option(
         "--labels", help="Label names in id order, comma-separated (default: from the data).",
         show_default=False)] = None,
@@ -175,11 +145,13 @@ def add(
     quoting: Annotated[bool, typer.Option("--quoting/--no-quoting",
                                           help="Honour CSV quoting (default: quotes are text).")]
     = False,
-    fmt: Annotated[str | None, typer.Option("--format", help="csv, tsv or jsonl (default: from "
-                                            "the file extension).", show_default=False)] = None,
+    fmt: Annotated[FileFormat | None, typer.Option(
+        "--format", case_sensitive=False, help="File format (default: from the file extension).",
+        show_default=False)] = None,
     description: Annotated[str, typer.Option("--description", help="One line about the task.")]
     = "",
-    force: ForceOpt = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace a task of that name added "
+                                        "before.")] = False,
     json_: JsonOpt = False,
 ) -> None:
     from gradts_engine.data import add_local_task
@@ -195,8 +167,8 @@ def add(
         raise UsageError(f"--format must be csv, tsv or jsonl, not {fmt!r}")
     files = {"train": train, **({"dev": dev} if dev else {}), **({"test": test} if test else {})}
     st = state(ctx)
-    added = add_local_task(name, files, text=columns, label=label, kind=kind,
-                           labels=split_list(labels) or None, header=header, format=fmt,
+    added = add_local_task(name, files, text=columns, label=label, kind=value(kind),
+                           labels=split_list(labels) or None, header=header, format=value(fmt),
                            quoting=quoting, metrics=split_list(metrics) or None,
                            description=description, force=force, store=st.store())
     if json_:
@@ -209,6 +181,41 @@ def add(
     output.success(f"{'replaced' if added.replaced else 'added'} task '{added.spec.name}' "
                    f"({sizes}; {labels_txt})")
     output.info(f"declared in {added.path}; see it with: gradts data show {added.spec.name}")
+
+
+# -- rm ---------------------------------------------------------------------------------------
+RM_HELP = """Remove a task declared with `gradts data add` (its TOML file; the data files stay).
+
+Cached results computed for the task stay in the store; the command names them and the
+`gradts cache rm` command that removes them.
+
+[dim]Example:[/dim]
+
+  gradts data rm my_cola
+"""
+
+
+@data_app.command("rm", help=RM_HELP)
+def rm(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Task name.", autocompletion=complete_task,
+                                        show_default=False)],
+    json_: JsonOpt = False,
+) -> None:
+    from gradts_engine.data import remove_local_task
+
+    st = state(ctx)
+    removed = remove_local_task(name, store=st.store(), task_files=st.tasks_files)
+    if json_:
+        output.print_json({"task": removed.name, "file": removed.path,
+                           "cached": list(removed.cached)})
+        return
+    output.success(f"removed task '{removed.name}' ({removed.path})")
+    if removed.cached:
+        n = len(removed.cached)
+        what, it = ("entry remains", "it") if n == 1 else ("entries remain", "them")
+        output.info(f"{n} cached {what} for '{removed.name}'; remove {it} with: "
+                    f"gradts cache rm {' '.join(removed.cached)}")
 
 
 # -- get --------------------------------------------------------------------------------------
@@ -240,11 +247,9 @@ def get(
         raise UsageError("name at least one task or a --suite", hint="e.g. gradts data get cola")
     st = state(ctx)
     specs = st.registry().resolve(tasks or (), suite)
-    with output.progress_reporter() as progress:
+    with reporter() as progress:
         fetched = fetch_tasks(specs, store=st.store(), progress=progress)
     if json_:
         output.print_json({"tasks": fetched})
         return
-    output.table(None, ["task", "source", "rows", "revision", "fingerprint"],
-                 [(f.task, f.source, ", ".join(f"{s} {n}" for s, n in f.sizes.items()),
-                   (f.revision or "–")[:12], f.data_fingerprint) for f in fetched])
+    output.show(views.fetched_table(fetched))

@@ -9,19 +9,21 @@ import typer
 
 from .. import output
 from ..options import (
-    ESTIMATORS,
-    METHODS,
+    EstimatorOpt,
     JsonOpt,
     MeasureOpt,
+    MethodOpt,
     ModelOpt,
     PrimaryOpt,
-    check_choice,
     state,
+    value,
 )
+from ..views import report as views
 
 
 def register(app: typer.Typer) -> None:
-    app.command("report", help=HELP)(report)
+    app.command("report", help=HELP,
+                short_help="What was measured, chosen and gained, with the cost.")(report)
 
 
 HELP = """Summarise what the store holds for a model: what was chosen and why.
@@ -53,12 +55,8 @@ def report(
     model: ModelOpt = None,
     primary: PrimaryOpt = None,
     measure: MeasureOpt = None,
-    estimator: Annotated[str | None, typer.Option(
-        "--estimator", help="Which task matrix the rankings use: during (default) or after.",
-        show_default=False)] = None,
-    method: Annotated[str | None, typer.Option(
-        "--method", help="kendall (tau-b, default), spearman or pearson.",
-        show_default=False)] = None,
+    estimator: EstimatorOpt = None,
+    method: MethodOpt = None,
     svg: Annotated[Path | None, typer.Option(
         "--svg", help="Also save the view as an SVG image to FILE.", metavar="FILE",
         show_default=False)] = None,
@@ -69,12 +67,9 @@ def report(
         "--no-matrix", help="Leave out the task x task matrix (shorter view).")] = False,
     json_: JsonOpt = False,
 ) -> None:
-
-    check_choice(estimator, ESTIMATORS, "estimator", "--estimator")
-    check_choice(method, METHODS, "correlation method", "--method")
     st = state(ctx)
-    cfg = st.config(run={"model": model}, probe={"measure": measure},
-                    corr={"method": method, "estimator": estimator})
+    cfg = st.config(run={"model": model}, probe={"measure": value(measure)},
+                    corr={"method": value(method), "estimator": value(estimator)})
 
     from gradts_engine.report import build_report
 
@@ -84,12 +79,14 @@ def report(
         registry = None
     rep = build_report(st.store(), cfg.run.model, primary, measure=cfg.probe.measure,
                        estimator=cfg.corr.estimator, method=cfg.corr.method, registry=registry)
+    classes = ({s.name: len(s.labels) for s in registry if s.kind == "classification"}
+               if registry is not None else {})
+    items = views.renderables(rep, matrix=not no_matrix, n_classes=classes)
     if json_:
         output.print_json(rep.to_dict())
     else:
-        output.report_view(rep, matrix=not no_matrix)
+        output.show(*items)
     if svg is not None or html is not None:
-        items = output.report_renderables(rep, matrix=not no_matrix)
-        for path in output.export_view(items, svg=svg, html=html,
-                                       title=f"gradts report — {rep.model_name}"):
+        for path in views.export(items, svg=svg, html=html,
+                                 title=f"gradts report — {rep.model_name}"):
             output.success(f"wrote {path}")

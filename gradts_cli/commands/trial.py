@@ -8,13 +8,10 @@ import typer
 
 from .. import output
 from ..options import (
-    ESTIMATORS,
-    BatchOpt,
     DeviceOpt,
-    EpochsOpt,
+    EstimatorOpt,
     ForceOpt,
     JsonOpt,
-    LrOpt,
     MaxLenOpt,
     MeasureOpt,
     ModelOpt,
@@ -23,18 +20,23 @@ from ..options import (
     RevisionOpt,
     SeedOpt,
     SuiteOpt,
-    check_choice,
+    TrialBatchOpt,
+    TrialEpochsOpt,
+    TrialLrOpt,
     complete_task_list,
     require_model,
     split_list,
     state,
+    value,
 )
+from ..views import trial as views
 
 COMPARE = ("random", "all")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("trial", help=HELP)(trial)
+    app.command("trial", help=HELP,
+                short_help="GradTS-trial: choose auxiliary tasks by multi-task trials.")(trial)
 
 
 HELP = (
@@ -69,14 +71,14 @@ def trial(
         "suite's tasks minus the primary).", autocompletion=complete_task_list,
         show_default=False)] = None,
     suite: SuiteOpt = None,
-    epochs: EpochsOpt = None,
+    epochs: TrialEpochsOpt = None,
     patience: Annotated[int | None, typer.Option(
         "--patience", min=1, help="Stop after this many trials without improvement "
         "(default: 1).", show_default=False)] = None,
     max_aux: Annotated[int | None, typer.Option(
         "--max-aux", min=0, help="At most this many auxiliary tasks.", show_default=False)] = None,
-    batch_size: BatchOpt = None,
-    lr: LrOpt = None,
+    batch_size: TrialBatchOpt = None,
+    lr: TrialLrOpt = None,
     max_length: MaxLenOpt = None,
     seed: SeedOpt = None,
     seeds: Annotated[int | None, typer.Option(
@@ -92,16 +94,13 @@ def trial(
         "--holdout-fraction", min=0.0, max=1.0, help="Keep this fraction of the primary's dev "
         "split (seeded) out of selection, to report an unbiased score.",
         show_default=False)] = None,
-    estimator: Annotated[str | None, typer.Option(
-        "--estimator", help="Importance estimator for the ranking: during (default) or after.",
-        show_default=False)] = None,
+    estimator: EstimatorOpt = None,
     measure: MeasureOpt = None,
     force: ForceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     from gradts_engine.errors import UsageError
 
-    check_choice(estimator, ESTIMATORS, "estimator", "--estimator")
     comp = split_list(compare)
     for c in comp:
         if c not in COMPARE:
@@ -109,11 +108,11 @@ def trial(
                              hint=f"choose from {', '.join(COMPARE)} (comma-separated)")
     st = state(ctx)
     cfg = st.config(
-        run={"model": model, "revision": revision, "device": device, "precision": precision,
-             "seed": seed},
+        run={"model": model, "revision": revision, "device": device,
+             "precision": value(precision), "seed": seed},
         trial={"epochs": epochs, "patience": patience, "max_aux": max_aux,
                "batch_size": batch_size, "lr": lr, "max_length": max_length, "seeds": seeds},
-        corr={"estimator": estimator}, probe={"measure": measure})
+        corr={"estimator": value(estimator)}, probe={"measure": value(measure)})
     if not primary:
         raise UsageError("no primary task given", hint="pass --primary NAME; see `gradts data "
                          "list`")
@@ -128,15 +127,17 @@ def trial(
     cands = [s for s in registry.resolve(names, suite) if s.name != p.name]
     model_id = require_model(cfg.run.model)
 
-    from gradts_engine.trial import run_trial
+    from gradts_engine.selection.trial import run_trial
+    from gradts_engine.signal import ImportanceSignal
 
     store = st.store()
-    with output.trial_live(p.name, p.main_metric) as on_event:
+    with views.progress(p.name, p.main_metric) as on_event:
         result = run_trial(model_id, p, cands, store=store, run=cfg.run, trial=cfg.trial,
-                           estimator=cfg.corr.estimator, method=cfg.corr.method,
-                           measure=cfg.probe.measure, compare=tuple(comp),
+                           signal=ImportanceSignal.parse(cfg.probe.measure, cfg.corr.estimator,
+                                                         cfg.corr.method), compare=tuple(comp),
                            holdout_fraction=holdout_fraction, force=force, progress=on_event)
     if json_:
         output.print_json(result.to_json())
         return
-    output.trial_report(result)
+    output.show(*views.renderables(result, n_classes=len(p.labels) or None))
+    output.info(views.footer(result))

@@ -9,13 +9,10 @@ import typer
 
 from .. import output
 from ..options import (
-    ESTIMATORS,
-    BatchOpt,
     DeviceOpt,
-    EpochsOpt,
+    EstimatorOpt,
     ForceOpt,
     JsonOpt,
-    LrOpt,
     MaxLenOpt,
     MeasureOpt,
     ModelOpt,
@@ -23,11 +20,14 @@ from ..options import (
     RevisionOpt,
     SeedOpt,
     SuiteOpt,
-    check_choice,
+    TrialBatchOpt,
+    TrialEpochsOpt,
+    TrialLrOpt,
     complete_task_list,
     require_model,
     split_list,
     state,
+    value,
 )
 from ..views import compare as views
 
@@ -35,7 +35,9 @@ SELECTORS = ("gradts", "size", "random", "embed", "tag", "grad-cos")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("compare", help=HELP)(compare)
+    app.command("compare", help=HELP,
+                short_help="Compare selectors (gradts, size, random, embed, tag, grad-cos).")(
+                    compare)
 
 
 HELP = (
@@ -84,14 +86,12 @@ def compare(
     holdout_fraction: Annotated[float | None, typer.Option(
         "--holdout-fraction", min=0.0, max=1.0, help="Without a labelled test split, score on "
         "this held-out fraction of dev (default 0.5).", show_default=False)] = None,
-    epochs: EpochsOpt = None,
-    batch_size: BatchOpt = None,
-    lr: LrOpt = None,
+    epochs: TrialEpochsOpt = None,
+    batch_size: TrialBatchOpt = None,
+    lr: TrialLrOpt = None,
     max_length: MaxLenOpt = None,
     seed: SeedOpt = None,
-    estimator: Annotated[str | None, typer.Option(
-        "--estimator", help="Importance estimator for gradts: during (default) or after.",
-        show_default=False)] = None,
+    estimator: EstimatorOpt = None,
     measure: MeasureOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
@@ -104,17 +104,17 @@ def compare(
 ) -> None:
     from gradts_engine.errors import UsageError
 
-    check_choice(estimator, ESTIMATORS, "estimator", "--estimator")
     try:
         ks = [int(x) for x in split_list(k)]
     except ValueError:
         raise UsageError(f"--k takes whole numbers, not {k!r}", hint="e.g. --k 1,2") from None
     st = state(ctx)
     cfg = st.config(
-        run={"model": model, "revision": revision, "device": device, "precision": precision,
-             "seed": seed},
+        run={"model": model, "revision": revision, "device": device,
+             "precision": value(precision), "seed": seed},
         trial={"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_length": max_length,
-               "seeds": seeds}, corr={"estimator": estimator}, probe={"measure": measure})
+               "seeds": seeds}, corr={"estimator": value(estimator)},
+        probe={"measure": value(measure)})
     registry = st.registry()
     prims = [registry.get(p) for p in split_list(primary)]
     if not prims and not all_:

@@ -36,8 +36,7 @@ SELECTORS = ("gradts", "size", "random", "embed", "tag", "grad-cos")
 
 def register(app: typer.Typer) -> None:
     app.command("compare", help=HELP,
-                short_help="Compare selectors (gradts, size, random, embed, tag, grad-cos).")(
-                    compare)
+                short_help="GradTS against baseline selectors, with seeds and intervals.")(compare)
 
 
 HELP = (
@@ -110,8 +109,8 @@ def compare(
         raise UsageError(f"--k takes whole numbers, not {k!r}", hint="e.g. --k 1,2") from None
     st = state(ctx)
     cfg = st.config(
-        run={"model": model, "revision": revision, "device": device,
-             "precision": value(precision), "seed": seed},
+        run={"model": model, "revision": revision, "device": device, "precision": value(precision),
+             "seed": seed},
         trial={"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_length": max_length,
                "seeds": seeds}, corr={"estimator": value(estimator)},
         probe={"measure": value(measure)})

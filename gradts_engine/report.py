@@ -35,6 +35,7 @@ from .serialize import to_jsonable
 
 if TYPE_CHECKING:
     from .corr import CorrResult
+    from .selection.compare_records import CompareResult
     from .selection.records import FgResult, TrialSummary
     from .store import Entry, Store
 
@@ -121,6 +122,7 @@ class Report:
     created: str = ""
     elapsed_s: float = 0.0
     timings: Mapping[str, float] = field(default_factory=dict)
+    compare: tuple[CompareResult, ...] = ()   # gradts compare, newest per primary set
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -145,6 +147,7 @@ class Report:
             "corr_note": self.corr_note,
             "trials": [t.to_json() for t in self.trials],
             "fg": [f.to_json() for f in self.fg],
+            "compare": [c.to_json() for c in self.compare],
             "costs": [dataclasses.asdict(c) for c in self.costs],
             "findings": list(self.findings), "next_steps": list(self.next_steps),
             "notes": list(self.notes), "created": self.created, "elapsed_s": self.elapsed_s,
@@ -350,6 +353,8 @@ def build_report(store: Store, model: str | None = None, primary: str | None = N
     ``registry`` (optional) is used only to name a task's suite in the suggested commands.
     """
     from .corr import correlate_tasks, probed_models
+    from .selection.compare import KIND as COMPARE_KIND
+    from .selection.compare import load_compare
     from .selection.fg import load_fg_result
     from .selection.trial import load_trial_summary
 
@@ -402,6 +407,9 @@ def build_report(store: Store, model: str | None = None, primary: str | None = N
     trials = [s for p in primaries if (s := load_trial_summary(store, model, p)) is not None]
     fg_primaries = [primary] if primary else _primaries(store, FG_KIND, model)
     fgs = [r for p in fg_primaries if (r := load_fg_result(store, model, p)) is not None]
+    compares = [c for p in _primaries(store, COMPARE_KIND, model)
+                if (primary is None or primary in p.split(","))
+                and (c := load_compare(store, model, p)) is not None]
     timings["ledger_s"] = time.perf_counter() - t1
 
     suite = None
@@ -421,4 +429,4 @@ def build_report(store: Store, model: str | None = None, primary: str | None = N
         costs=_costs(rows, corr, corr_s, trials, fgs), findings=tuple(findings),
         next_steps=tuple(next_steps), notes=tuple(notes),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        elapsed_s=time.perf_counter() - t0, timings=timings)
+        elapsed_s=time.perf_counter() - t0, timings=timings, compare=tuple(compares))

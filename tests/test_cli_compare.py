@@ -81,3 +81,14 @@ def test_unprobed_candidate_names_the_probe_command(model_dir, fake, capsys) -> 
     assert main(cmd) != 0
     err = capsys.readouterr().err
     assert "gradts probe" in err and "topic_home" in err
+
+
+def test_report_shows_the_comparison(model_dir, fake, capsys) -> None:
+    assert main(args(model_dir, "--k", "1")) == 0
+    capsys.readouterr()
+    assert main(["report", "--model", model_dir, "--primary", PRIMARY, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    (c,) = d["compare"]
+    assert [p["primary"] for p in c["primaries"]] == [PRIMARY]
+    assert main(["report", "--model", model_dir, "--primary", PRIMARY]) == 0
+    assert "gain vs alone" in capsys.readouterr().out

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console, RenderableType
 from rich.text import Text
 
+from . import compare as compare_view
 from . import corr as corr_view
 from . import fg as fg_view
 from . import probe as probe_view
@@ -73,6 +74,11 @@ def renderables(rep: Any, *, matrix: bool = True,
     for f in rep.fg:
         items.append(fg_view.runs_table(f, n_classes=classes.get(f.primary),
                                         cached_column=False))
+    for c in getattr(rep, "compare", ()):
+        for pc in c.primaries:
+            items.append(compare_view.comparison(pc, len(c.seeds)))
+        if c.summary:
+            items.append(compare_view.summary(c))
     items += _costs(rep)
     items += [Text(f"note: {n}", style="yellow") for n in rep.notes]
     if rep.next_steps:

@@ -18,6 +18,10 @@ from .base import Ranking, SelectContext, Selector, order_by, register
 SAMPLE = 256          # training inputs per task (the first rows of the train split)
 BATCH = 32
 
+# (model cache id, task fingerprint, max length) -> centroid: each task is embedded once per
+# process, however many primaries a comparison has
+_CENTROIDS: dict[tuple[str, str, int], np.ndarray] = {}
+
 
 def centroid(encoder: Any, encoded: Any, pad_id: int, device: Any,
              batch_size: int = BATCH) -> np.ndarray:
@@ -59,14 +63,19 @@ def rank_embed(ctx: SelectContext) -> Ranking:
     t0 = time.perf_counter()
     device = resolve_device(ctx.run.device)
     tok = load_tokenizer(ctx.ref)
-    encoder = build_task_model(ctx.ref, {}, seed=ctx.run.seed).encoder.to(device)
     max_len = effective_max_length(ctx.ref, tok, ctx.settings.max_length)
+    encoder = None
     cents = {}
     for spec in [ctx.primary, *ctx.candidates]:
         split = load_split(spec, "train", store=ctx.store, max_examples=SAMPLE)
-        enc = encode_split(split, tok, tokenizer_id=ctx.ref.cache_id, max_length=max_len,
-                           store=ctx.store)
-        cents[spec.name] = centroid(encoder, enc, int(tok.pad_token_id), device)
+        memo = (ctx.ref.cache_id, split.fingerprint, max_len)
+        if memo not in _CENTROIDS:
+            if encoder is None:
+                encoder = build_task_model(ctx.ref, {}, seed=ctx.run.seed).encoder.to(device)
+            enc = encode_split(split, tok, tokenizer_id=ctx.ref.cache_id, max_length=max_len,
+                               store=ctx.store)
+            _CENTROIDS[memo] = centroid(encoder, enc, int(tok.pad_token_id), device)
+        cents[spec.name] = _CENTROIDS[memo]
     scores = {c.name: cosine(cents[ctx.primary.name], cents[c.name]) for c in ctx.candidates}
     dt = time.perf_counter() - t0
     return Ranking("embed", (order_by(scores, list(scores)),), scores, dt, dt,

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, did_you_mean
+from .models import PRECISIONS as _PRECISIONS
 from .models import parse_device, parse_precision
 from .signal import FG_THRESHOLD, Estimator, Measure, Method, parse_choice
 
@@ -102,6 +103,20 @@ SECTIONS: dict[str, type] = {
     "trial": TrialSettings,
     "fg": FgSettings,
 }
+
+
+# The closed sets the CLI lists in --help and completes (validated in models.parse_*).
+PRECISIONS = _PRECISIONS
+DEVICE_HELP = "auto, cpu, cuda or cuda:N"
+
+
+def valid_device(name: str) -> bool:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    try:
+        parse_device(name)
+    except ConfigError:
+        return False
+    return True
 
 
 # Environment variables that are not settings (everything else named GRADTS_* must be one).
@@ -182,14 +197,14 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     raise ConfigError(f"{where} must be {name}, not {value!r}")
 
 
-def _signal_choice(cls: Any, what: str, flag: str) -> Callable[[Any, str], str]:
-    def check(value: Any, where: str) -> str:
+def _signal_choice(cls: Any, what: str, flag: str) -> Callable[[Any, str | None], str]:
+    def check(value: Any, where: str | None) -> str:
         return str(parse_choice(cls, value, what, flag))
     return check
 
 
 # Closed sets: "section.key" -> (value, where) -> the canonical value, or a ConfigError.
-CHOICES: dict[str, Callable[[Any, str], str]] = {
+CHOICES: dict[str, Callable[[Any, str | None], str]] = {
     "run.device": lambda v, where: parse_device(v, where),
     "run.precision": lambda v, where: parse_precision(v, where),
     "probe.measure": _signal_choice(Measure, "importance measure", "--measure"),
@@ -216,10 +231,10 @@ def _check_value(name: str, value: Any, where: str) -> Any:
         return None
     if name in CHOICES:
         try:
-            return CHOICES[name](value, where)
-        except ConfigError as e:
-            msg = e.message if e.message.startswith(where) else f"{where}: {e.message}"
-            raise ConfigError(msg, hint=e.hint) from None
+            return CHOICES[name](value, None)
+        except ConfigError as e:  # "unknown precision 'fp8' (env GRADTS_PRECISION)"
+            shown = where.replace("environment ", "env ", 1)
+            raise ConfigError(f"{e.message} ({shown})", hint=e.hint) from None
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{where} must be a finite number, not {value}")
     low, high = RANGES.get(name, (None, None))
@@ -307,8 +322,9 @@ def _apply_env(values: dict[str, dict[str, Any]], sources: dict[str, str],
         raise ConfigError(f"unknown environment variable {var}",
                           hint=("set GRADTS_MAX_LENGTH (every stage reads [run] max_length)"
                                 if var in flag_only else
-                                (hint + " " if hint else "") + "see `gradts config` for the "
-                                "settings (GRADTS_<SECTION>_<KEY>)"))
+                                (hint + " " if hint else "") + "settings are "
+                                f"GRADTS_<SECTION>_<KEY> (e.g. GRADTS_PROBE_EPOCHS); unset {var}"
+                                " otherwise"))
     for var, name in known.items():  # GRADTS_<KEY> before GRADTS_RUN_<KEY>: the later wins
         if var in env and env[var] != "":
             section, key = name.split(".")

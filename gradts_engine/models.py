@@ -71,21 +71,21 @@ DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
-def parse_precision(value: str, where: str = "--precision") -> str:
+def parse_precision(value: str, where: str | None = "--precision") -> str:
     """The canonical precision name, or a :class:`ConfigError` naming ``where`` and the choices."""
     v = str(value).strip().lower()
     if v in PRECISIONS:
         return v
-    raise ConfigError(f"{where}: unknown precision {value!r}",
+    raise ConfigError(f"unknown precision {value!r}" + (f" ({where})" if where else ""),
                       hint=_choices_hint(v, PRECISIONS, PRECISIONS))
 
 
-def parse_device(value: str, where: str = "--device") -> str:
+def parse_device(value: str, where: str | None = "--device") -> str:
     """The canonical device name (auto, cpu, cuda, cuda:N), or a :class:`ConfigError`."""
     v = str(value).strip().lower()
     if _DEVICE_RE.match(v):
         return v
-    raise ConfigError(f"{where}: unknown device {value!r}",
+    raise ConfigError(f"unknown device {value!r}" + (f" ({where})" if where else ""),
                       hint=_choices_hint(v, DEVICES[:3], DEVICES))
 
 
@@ -122,7 +122,8 @@ class ModelRef:
         """The model's folder name in store paths (not part of any key's hash): the Hub id,
         or the directory's last part (``parent/model`` for a folder called ``model``), as the
         probe has always named it, so existing entries keep their paths."""
-        if self.commit or not Path(self.path).is_dir():
+        alias = self.name.strip().lower() in DEMO_MODEL_ALIASES
+        if self.commit or not (alias or Path(self.name).expanduser().exists()):
             return self.name
         parts = Path(self.path).resolve().parts
         return "/".join(parts[-2:]) if parts[-1] in ("model", "models") else parts[-1]

@@ -26,6 +26,8 @@ def test_list_verify_rm(capsys) -> None:
     assert main(["cache", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [e["key"] for e in listed["entries"]] == [path.relative_to(root).as_posix()]
+    assert main(["cache", "list"]) == 0  # the table view, not only --json
+    assert "1 entry" in capsys.readouterr().out
     assert main(["cache", "verify", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"checked": 1, "damaged": [],
                                                    "unrecognised": [], "stray_temporaries": []}
@@ -54,6 +56,23 @@ def test_config_shows_sources(tmp_path: Path, monkeypatch, capsys) -> None:
     assert rows["probe.epochs"] == {"key": "probe.epochs", "value": 2, "source": str(cfg)}
     assert rows["trial.patience"]["source"] == "env GRADTS_TRIAL_PATIENCE"
     assert rows["corr.method"]["source"] == "default"
+
+
+def test_rm_completes_entry_paths(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = tmp_path / "store"
+    path = _entry(root)
+    rel = path.relative_to(root).as_posix()
+    env = {**os.environ, "_GRADTS_COMPLETE": "complete_bash",
+           "COMP_WORDS": f"gradts --home {root} cache rm pro", "COMP_CWORD": "5"}
+    exe = os.path.join(os.path.dirname(sys.executable), "gradts")
+    out = subprocess.run([exe], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == [rel]
+    env.update(COMP_WORDS=f"gradts --home {root} cache rm zzz")
+    out = subprocess.run([exe], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == []
 
 
 def test_list_table_shows_each_entry_with_its_state(capsys) -> None:

@@ -89,7 +89,7 @@ def _fake_train(model, primary, aux=(), *, store=None, run=None, settings=None, 
 def full_store(tmp_path_factory: pytest.TempPathFactory, demo_run: tuple[Path, dict],
                tiny: str) -> Path:
     """A copy of the demo store with a trial that selects tasks and an fg result."""
-    from gradts_engine import mtl, trial
+    from gradts_engine import mtl
     from gradts_engine.demo import DemoSettings, run_demo
     from gradts_engine.store import Store
 
@@ -99,7 +99,6 @@ def full_store(tmp_path_factory: pytest.TempPathFactory, demo_run: tuple[Path, d
         shutil.rmtree(home / kind, ignore_errors=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(mtl, "train_mtl", _fake_train)
-        mp.setattr(trial, "train_mtl", _fake_train)
         res = run_demo(Store(home), model=tiny, settings=DemoSettings(
             train_size=24, dev_size=16, max_length=32, trial_max_aux=2, fg_threshold=-1.0,
             fg_keep_fraction=None))
@@ -257,7 +256,8 @@ def test_report_unknown_model_and_primary(full_store: Path,
                         capsys)
     assert code == 9 and "probed models there" in err
     code, _, err = _run(["--home", str(full_store), "report", "-p", "match_persn"], capsys)
-    assert code == 9 and "did you mean 'match_person'" in err
+    assert code == 3 and "did you mean 'match_person'" in err  # a task error, not "missing"
+    assert "gradts probe" not in err
 
 
 def test_report_several_models_need_a_choice(full_store: Path, tmp_path: Path,

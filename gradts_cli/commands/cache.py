@@ -8,14 +8,15 @@ from typing import Annotated
 import typer
 
 from .. import output
-from ..options import JsonOpt, state
+from ..options import JsonOpt, complete_entry, state
+from ..views import cache as views
 
 cache_app = typer.Typer(help="Inspect the cache (the store): list, verify, remove entries.",
                         no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(cache_app, name="cache")
+    app.add_typer(cache_app, name="cache", short_help="Inspect the store: list, verify, rm.")
 
 
 @cache_app.command("list", help="List cache entries.\n\n[dim]Example:[/dim] "
@@ -23,14 +24,13 @@ def register(app: typer.Typer) -> None:
 def list_(ctx: typer.Context,
           kind: Annotated[str | None, typer.Option("--kind", help="Only this kind.")] = None,
           json_: JsonOpt = False) -> None:
-    from ..views import cache as views
 
     st = state(ctx).store()
-    entries = [e for e in st.scan() if kind is None or e.kind == kind]
+    rows = [views.entry_row(e) for e in st.scan() if kind is None or e.kind == kind]
     if json_:
-        output.print_json({"root": str(st.root), "entries": [views.entry_row(e) for e in entries]})
+        output.print_json({"root": str(st.root), "entries": rows})
         return
-    output.show(views.list_table(st.root, entries))
+    output.show(views.list_table(st.root, rows))
 
 
 @cache_app.command("verify", help="Recompute every checksum; name the damaged entries and "
@@ -68,8 +68,11 @@ def verify(ctx: typer.Context, json_: JsonOpt = False) -> None:
                    "its key's lock.\n\n[dim]Example:[/dim] "
                    "gradts cache rm probe/minilm/cola/0123abcd4567")
 def rm(ctx: typer.Context,
-       paths: Annotated[list[str], typer.Argument(help="Entry paths.")]) -> None:
+       paths: Annotated[list[str], typer.Argument(
+           help="Entry paths (as `gradts cache list` shows them), or a folder of entries.",
+           autocompletion=complete_entry, metavar="ENTRY...")]) -> None:
     st = state(ctx).store()
     for p in paths:
         for removed in st.remove(p):
             output.success(f"removed {removed}")
+

@@ -8,26 +8,29 @@ from typing import Annotated
 import typer
 
 from .. import output
+from ..checks import check_model, check_tasks, probed_task_names
 from ..options import (
-    ESTIMATORS,
-    METHODS,
+    EstimatorOpt,
     JsonOpt,
     MeasureOpt,
+    MethodOpt,
     ModelOpt,
     PrimaryOpt,
     SeedOpt,
     SuiteOpt,
     TaskOpt,
     TasksOpt,
-    split_list,
     state,
+    task_names,
+    value,
 )
 from ..views import corr as views
 from ..views.progress import reporter
 
 
 def register(app: typer.Typer) -> None:
-    app.command("corr", help=HELP)(corr)
+    app.command("corr", help=HELP,
+                short_help="Rank candidate auxiliary tasks by Kendall tau (reads the store).")(corr)
 
 
 HELP = """Correlate tasks' head-importance matrices and rank candidate auxiliary tasks.
@@ -62,12 +65,6 @@ estimator is a mean over examples, so the intervals always describe it; with the
 """
 
 
-def _complete(choices: tuple[str, ...]):  # noqa: ANN202 - a Typer completion callback
-    def complete(incomplete: str) -> list[str]:
-        return [c for c in choices if c.startswith(incomplete)]
-    return complete
-
-
 def corr(
     ctx: typer.Context,
     model: ModelOpt = None,
@@ -75,13 +72,9 @@ def corr(
     tasks: TasksOpt = None,
     suite: SuiteOpt = None,
     primary: PrimaryOpt = None,
-    method: Annotated[str | None, typer.Option(
-        "--method", help="kendall (tau-b, default), spearman or pearson.",
-        autocompletion=_complete(METHODS), show_default=False)] = None,
+    method: MethodOpt = None,
     measure: MeasureOpt = None,
-    estimator: Annotated[str | None, typer.Option(
-        "--estimator", help="Which task matrix: during (default) or after.",
-        autocompletion=_complete(ESTIMATORS), show_default=False)] = None,
+    estimator: EstimatorOpt = None,
     instances: Annotated[bool, typer.Option(
         "--instances", help="Instance-level correlations with --primary (GradTS-fg).")] = False,
     bootstrap: Annotated[int | None, typer.Option(
@@ -103,8 +96,9 @@ def corr(
         raise UsageError("--instances needs --primary",
                          hint="add --primary TASK (instance correlations are with its matrix)")
     st = state(ctx)
-    cfg = st.config(run={"model": model, "seed": seed}, probe={"measure": measure},
-                    corr={"method": method, "estimator": estimator, "bootstrap": bootstrap})
+    cfg = st.config(run={"model": model, "seed": seed}, probe={"measure": value(measure)},
+                    corr={"method": value(method), "estimator": value(estimator),
+                          "bootstrap": bootstrap})
     if not cfg.run.model:
         from gradts_engine.corr import probed_models
 
@@ -112,9 +106,16 @@ def corr(
         raise UsageError("no model given",
                          hint="pass --model (the one the tasks were probed with)"
                               + (f"; probed in the store: {', '.join(models)}" if models else ""))
-    names: list[str] | None = [*(task or []), *split_list(tasks)]
+    names: list[str] | None = task_names(task, tasks)
+    registry = st.registry()
     if suite:
-        names = [s.name for s in st.registry().resolve([], suite)] + list(names or [])
+        names = [s.name for s in registry.resolve([], suite)] + list(names or [])
+    store = st.store()
+    from gradts_engine.corr import probed_models
+
+    check_model(cfg.run.model, probed_models(store))
+    check_tasks([*(names or []), *([primary] if primary else [])], registry.names(),
+                probed_task_names(store, cfg.run.model, cfg.probe.measure))
     if not names:
         names = None  # every task probed with the model
 
@@ -122,7 +123,7 @@ def corr(
 
     with reporter() as report:
         res = correlate_tasks(
-            st.store(), cfg.run.model, names, primary=primary, method=cfg.corr.method,
+            store, cfg.run.model, names, primary=primary, method=cfg.corr.method,
             measure=cfg.probe.measure, estimator=cfg.corr.estimator, instances=instances,
             bootstrap=cfg.corr.bootstrap, seed=cfg.run.seed, progress=report)
     if csv is not None:

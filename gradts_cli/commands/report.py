@@ -8,21 +8,23 @@ from typing import Annotated
 import typer
 
 from .. import output
+from ..checks import check_model, check_tasks, probed_task_names
 from ..options import (
-    ESTIMATORS,
-    METHODS,
+    EstimatorOpt,
     JsonOpt,
     MeasureOpt,
+    MethodOpt,
     ModelOpt,
     PrimaryOpt,
-    check_choice,
     state,
+    value,
 )
 from ..views import report as views
 
 
 def register(app: typer.Typer) -> None:
-    app.command("report", help=HELP)(report)
+    app.command("report", help=HELP,
+                short_help="What was measured, chosen and gained, with the cost.")(report)
 
 
 HELP = """Summarise what the store holds for a model: what was chosen and why.
@@ -54,12 +56,8 @@ def report(
     model: ModelOpt = None,
     primary: PrimaryOpt = None,
     measure: MeasureOpt = None,
-    estimator: Annotated[str | None, typer.Option(
-        "--estimator", help="Which task matrix the rankings use: during (default) or after.",
-        show_default=False)] = None,
-    method: Annotated[str | None, typer.Option(
-        "--method", help="kendall (tau-b, default), spearman or pearson.",
-        show_default=False)] = None,
+    estimator: EstimatorOpt = None,
+    method: MethodOpt = None,
     svg: Annotated[Path | None, typer.Option(
         "--svg", help="Also save the view as an SVG image to FILE.", metavar="FILE",
         show_default=False)] = None,
@@ -70,20 +68,26 @@ def report(
         "--no-matrix", help="Leave out the task x task matrix (shorter view).")] = False,
     json_: JsonOpt = False,
 ) -> None:
-
-    check_choice(estimator, ESTIMATORS, "estimator", "--estimator")
-    check_choice(method, METHODS, "correlation method", "--method")
     st = state(ctx)
-    cfg = st.config(run={"model": model}, probe={"measure": measure},
-                    corr={"method": method, "estimator": estimator})
+    cfg = st.config(run={"model": model}, probe={"measure": value(measure)},
+                    corr={"method": value(method), "estimator": value(estimator)})
 
+    from gradts_engine.errors import GradtsError
     from gradts_engine.report import build_report
 
     try:
         registry = st.registry()
-    except Exception:  # a broken user task file must not stop a read-only summary
+    except GradtsError:  # a broken user task file must not stop a read-only summary
         registry = None
-    rep = build_report(st.store(), cfg.run.model, primary, measure=cfg.probe.measure,
+    store = st.store()
+    if cfg.run.model:
+        from gradts_engine.corr import probed_models
+
+        check_model(cfg.run.model, probed_models(store))
+    if primary:
+        check_tasks([primary], registry.names() if registry is not None else [],
+                    probed_task_names(store, None, cfg.probe.measure))
+    rep = build_report(store, cfg.run.model, primary, measure=cfg.probe.measure,
                        estimator=cfg.corr.estimator, method=cfg.corr.method, registry=registry)
     classes = ({s.name: len(s.labels) for s in registry if s.kind == "classification"}
                if registry is not None else {})

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from .. import output
+from ..checks import probed_task_names
 from ..options import (
-    ESTIMATORS,
-    BatchOpt,
     DeviceOpt,
-    EpochsOpt,
+    EstimatorOpt,
     ForceOpt,
     JsonOpt,
-    LrOpt,
     MaxLenOpt,
     MeasureOpt,
     ModelOpt,
@@ -23,11 +21,14 @@ from ..options import (
     RevisionOpt,
     SeedOpt,
     SuiteOpt,
-    check_choice,
+    TrialBatchOpt,
+    TrialEpochsOpt,
+    TrialLrOpt,
     complete_task_list,
     require_model,
     split_list,
     state,
+    value,
 )
 from ..views import trial as views
 
@@ -35,7 +36,8 @@ COMPARE = ("random", "all")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("trial", help=HELP)(trial)
+    app.command("trial", help=HELP,
+                short_help="GradTS-trial: choose auxiliary tasks by multi-task trials.")(trial)
 
 
 HELP = (
@@ -61,6 +63,18 @@ HELP = (
 )
 
 
+def _ask_primary(store: Any, model: str | None, measure: str) -> str:
+    """On a terminal, offer the tasks probed with the model; otherwise a usage error."""
+    from gradts_engine.errors import UsageError
+
+    probed = probed_task_names(store, model, measure) if model else []
+    if not output.is_interactive() or not probed:
+        raise UsageError("no primary task given", hint="pass --primary NAME"
+                         + (f" (probed: {', '.join(probed)})" if probed else
+                            "; see `gradts data list`"))
+    return views.choose_primary(probed)
+
+
 def trial(
     ctx: typer.Context,
     model: ModelOpt = None,
@@ -70,14 +84,14 @@ def trial(
         "suite's tasks minus the primary).", autocompletion=complete_task_list,
         show_default=False)] = None,
     suite: SuiteOpt = None,
-    epochs: EpochsOpt = None,
+    epochs: TrialEpochsOpt = None,
     patience: Annotated[int | None, typer.Option(
         "--patience", min=1, help="Stop after this many trials without improvement "
         "(default: 1).", show_default=False)] = None,
     max_aux: Annotated[int | None, typer.Option(
         "--max-aux", min=0, help="At most this many auxiliary tasks.", show_default=False)] = None,
-    batch_size: BatchOpt = None,
-    lr: LrOpt = None,
+    batch_size: TrialBatchOpt = None,
+    lr: TrialLrOpt = None,
     max_length: MaxLenOpt = None,
     seed: SeedOpt = None,
     seeds: Annotated[int | None, typer.Option(
@@ -89,20 +103,20 @@ def trial(
     compare: Annotated[str | None, typer.Option(
         "--compare", help="Also train a random set of the selected size and/or all candidates "
         "together: random, all or random,all.", show_default=False)] = None,
+    max_train_examples: Annotated[int | None, typer.Option(
+        "--max-train-examples", min=1, help="Train every task on its first N examples (fits "
+        "real data on a CPU).", show_default=False)] = None,
     holdout_fraction: Annotated[float | None, typer.Option(
         "--holdout-fraction", min=0.0, max=1.0, help="Keep this fraction of the primary's dev "
         "split (seeded) out of selection, to report an unbiased score.",
         show_default=False)] = None,
-    estimator: Annotated[str | None, typer.Option(
-        "--estimator", help="Importance estimator for the ranking: during (default) or after.",
-        show_default=False)] = None,
+    estimator: EstimatorOpt = None,
     measure: MeasureOpt = None,
     force: ForceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     from gradts_engine.errors import UsageError
 
-    check_choice(estimator, ESTIMATORS, "estimator", "--estimator")
     comp = split_list(compare)
     for c in comp:
         if c not in COMPARE:
@@ -110,15 +124,14 @@ def trial(
                              hint=f"choose from {', '.join(COMPARE)} (comma-separated)")
     st = state(ctx)
     cfg = st.config(
-        run={"model": model, "revision": revision, "device": device, "precision": precision,
-             "seed": seed},
+        run={"model": model, "revision": revision, "device": device,
+             "precision": value(precision), "seed": seed},
         trial={"epochs": epochs, "patience": patience, "max_aux": max_aux,
                "batch_size": batch_size, "lr": lr, "max_length": max_length, "seeds": seeds},
-        corr={"estimator": estimator}, probe={"measure": measure})
-    if not primary:
-        raise UsageError("no primary task given", hint="pass --primary NAME; see `gradts data "
-                         "list`")
+        corr={"estimator": value(estimator)}, probe={"measure": value(measure)})
     registry = st.registry()
+    if not primary:
+        primary = _ask_primary(st.store(), cfg.run.model, cfg.probe.measure)
     p = registry.get(primary)
     names = split_list(candidates)
     if not names and not suite:
@@ -137,7 +150,9 @@ def trial(
         result = run_trial(model_id, p, cands, store=store, run=cfg.run, trial=cfg.trial,
                            signal=ImportanceSignal.parse(cfg.probe.measure, cfg.corr.estimator,
                                                          cfg.corr.method), compare=tuple(comp),
-                           holdout_fraction=holdout_fraction, force=force, progress=on_event)
+                           holdout_fraction=holdout_fraction,
+                           max_train_examples=max_train_examples, force=force,
+                           progress=on_event)
     if json_:
         output.print_json(result.to_json())
         return

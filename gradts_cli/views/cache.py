@@ -33,17 +33,17 @@ def entry_settings(spec: Mapping[str, Any]) -> str:
 
 
 def entry_row(e: Any) -> dict[str, Any]:
-    """An entry as :meth:`Store.scan` sees it, as data (``cache list --json``)."""
+    """A scanned entry (:meth:`Store.scan`) as data (``cache list --json``)."""
     return {"key": e.path, "kind": e.kind, "names": list(e.names), "created": e.created,
             "bytes": e.size, "state": e.state.value, "problem": e.problem,
             "settings": dict(e.settings)}
 
 
-def list_table(root: Any, entries: Sequence[Any]) -> RenderableType:
-    rows = [(e.path, e.created or "–", entry_settings({"settings": e.settings}),
-             size_text(e.size), e.state.value if e.problem is None
-             else f"{e.state.value}: {e.problem}") for e in entries]
-    return table(f"cache at {root}", [Col("entry", wrap=True), "created",
-                                      Col("settings", wrap=True), ("size", "right"),
-                                      Col("state", wrap=True)], rows,
-                 caption=plural(len(rows), "entry", "entries"))
+def list_table(root: Any, rows: Sequence[Mapping[str, Any]]) -> RenderableType:
+    """The entries (rows of :func:`entry_row`): path, created, settings, size, state."""
+    cols: list[Col | str | tuple[str, str]] = [
+        Col("entry", wrap=True), "created", Col("settings", wrap=True), ("size", "right"),
+        "state"]
+    cells = [(r["key"], r["created"] or "–", entry_settings({"settings": r["settings"]}),
+              size_text(r["bytes"]), r["state"]) for r in rows]
+    return table(f"cache at {root}", cols, cells, caption=plural(len(rows), "entry", "entries"))

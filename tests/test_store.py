@@ -396,3 +396,70 @@ def test_written_files_are_not_world_writable(tmp_path: Path) -> None:
         os.umask(old)
     for p in [st.path(key), *st.path(key).iterdir(), *(tmp_path / ".locks").iterdir()]:
         assert not p.stat().st_mode & 0o002, f"{p} is world-writable"
+
+
+@pytest.mark.parametrize("message,expected", [
+    ("Error while serializing: I/O error: No space left on device (os error 28)",
+     "disk is full"),
+    ("Error while serializing: I/O error: Read-only file system (os error 30)", "read-only")])
+def test_failed_array_write_is_a_one_line_store_error(tmp_path, monkeypatch, message, expected):
+    import safetensors.numpy
+
+    st = Store(tmp_path)
+    earlier = st.key("probe", ["m"], {"v": 30})
+    _write(st, earlier, 4.0)
+
+    def full(*a, **k):
+        raise RuntimeError(message)    # what safetensors' Rust writer raises (SafetensorError)
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", full)
+    key = st.key("probe", ["m"], {"v": 31})
+    with pytest.raises(StoreError, match=expected) as ei, st.lock(key), st.writer(key) as w:
+        w.save_arrays("task", {"m": np.zeros(3)})
+    assert "\n" not in str(ei.value) and ei.value.hint
+    assert not st.path(key).exists() and list((tmp_path / ".tmp").iterdir()) == []
+    assert st.load_arrays(st.entry(earlier), "task")["m"][0, 0] == 4.0
+
+
+def test_failed_json_write_and_rename_are_store_errors(tmp_path, monkeypatch) -> None:
+    import errno as _errno
+    from pathlib import Path as _P
+
+    st = Store(tmp_path)
+    key = st.key("probe", ["m"], {"v": 32})
+    real = _P.write_text
+
+    def enospc(self, *a, **k):
+        if self.name == "extra.json":
+            raise OSError(_errno.ENOSPC, "No space left on device")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(_P, "write_text", enospc)
+    with pytest.raises(StoreError, match="disk is full"), st.writer(key) as w:
+        w.save_json("extra", {})
+    monkeypatch.setattr(_P, "write_text", real)
+    import gradts_engine.store as S
+
+    real_replace = S.os.replace
+
+    def erofs(src, dst):
+        raise OSError(_errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(S.os, "replace", erofs)
+    with pytest.raises(StoreError, match="read-only"), st.writer(key) as w:
+        w.save_json("extra", {})
+    monkeypatch.setattr(S.os, "replace", real_replace)
+    assert not st.path(key).exists() and list((tmp_path / ".tmp").iterdir()) == []
+
+
+def test_output_file_errors_name_the_option(tmp_path: Path) -> None:
+    from gradts_engine.errors import ConfigError
+    from gradts_engine.store import atomic_write_text
+
+    (tmp_path / "f").write_text("x")
+    for target in (tmp_path / "f" / "out.csv", tmp_path):
+        with pytest.raises(ConfigError, match="cannot write --csv"):
+            atomic_write_text(target, "a,b\n", what="--csv")
+    atomic_write_text(tmp_path / "new" / "out.csv", "a\n", what="--csv")
+    assert (tmp_path / "new" / "out.csv").read_text() == "a\n"
+    assert not [p for p in tmp_path.rglob("*.tmp")]

@@ -1,11 +1,11 @@
 """Crash at any moment (issue 12): ``kill -9`` a probe, a trial and an fg at seeded moments.
 
-Per command, one store lives through a chain of killed runs: random moments (seeded delays
-over the whole run: model load, training, the importance pass, the store write) and injected
-moments at the store's own steps (an array half written, meta.json half written, everything
-written but not yet renamed into place). After every kill ``gradts cache verify`` must find
-nothing wrong; the final run must complete, leave no temporaries, and store results bitwise
-equal to an uninterrupted run's (same seed, CPU, one thread).
+Per command, seven moments, each in a fresh copy of the store the command starts from: four
+seeded delays over the whole run (model load, training, the importance pass, the store write)
+and three injected at the store's own steps (an array half written, meta.json half written,
+everything written but not yet renamed into place). After every kill ``gradts cache verify``
+must find nothing wrong; the rerun must complete, leave no temporaries, and store results
+bitwise equal to an uninterrupted run's (same seed, CPU, one thread).
 """
 
 from __future__ import annotations
@@ -62,31 +62,38 @@ INJECTED = {"probe": [("arrays", 2), ("meta", 1), ("commit", 3)],
             "fg": [("meta", 1), ("commit", 2), ("arrays", 1)]}
 
 
-@pytest.mark.parametrize("command", list(CASES))
-def test_kill_9_at_seeded_moments_then_rerun_is_bitwise_equal(command, pipeline, tmp_path):
-    ref, snaps, times = pipeline
-    start, make_args, kinds = CASES[command]
-    c = world(tmp_path / command, ref.model, ref.tasks,
-              start=None if start is None else snaps[start])
-    args = make_args(c)
-    rng = random.Random(f"{SEED}-{command}")
-    delays = sorted(rng.uniform(0.5, times[command] * 0.95) for _ in range(4))
-    kills = 0
-    for delay in delays:
-        kills += _kill_after(c, args, delay)
-        _verify_clean(c)
-    for mode, n in INJECTED[command]:
-        kills += _kill_injected(c, args, mode, n)
-        _verify_clean(c)
-    assert kills >= 5, f"only {kills} of 7 moments hit a running {command}"
-    r = c.run(*args)
-    assert r.returncode == 0, r.stderr[-3000:]
-    _verify_clean(c)
-    assert not any((c.home / ".tmp").iterdir()), "temporaries left after a complete run"
+def _compare(c, snap, kinds) -> None:
     for kind in kinds:
-        got, want = entry_arrays(c.home, kind), entry_arrays(snaps[command], kind)
+        got, want = entry_arrays(c.home, kind), entry_arrays(snap, kind)
         assert got.keys() == want.keys(), f"{kind}: other entries than the uninterrupted run"
         for name in got:
             if got[name] != want[name] and name.endswith(".json"):
-                assert stripped_json(c.home / name) == stripped_json(snaps[command] / name)
+                assert stripped_json(c.home / name) == stripped_json(snap / name)
             assert got[name] == want[name], f"{name} differs from the uninterrupted run"
+
+
+@pytest.mark.parametrize("command", list(CASES))
+def test_kill_9_at_seeded_moments_then_rerun_is_bitwise_equal(command, pipeline, tmp_path):
+    """Each moment in its own copy of the starting store: kill, verify, rerun, compare."""
+    ref, snaps, times = pipeline
+    start, make_args, kinds = CASES[command]
+    rng = random.Random(f"{SEED}-{command}")
+    moments = [("delay", rng.uniform(0.5, times[command] * 0.9), 0) for _ in range(4)]
+    moments += [("inject", mode, n) for mode, n in INJECTED[command]]
+    kills = 0
+    for i, (how, what, n) in enumerate(moments):
+        c = world(tmp_path / f"{command}-{i}", ref.model, ref.tasks,
+                  start=None if start is None else snaps[start])
+        args = make_args(c)
+        hit = (_kill_after(c, args, what) if how == "delay"
+               else _kill_injected(c, args, what, n))
+        kills += hit
+        _verify_clean(c)
+        if not hit:
+            continue
+        r = c.run(*args)
+        assert r.returncode == 0, r.stderr[-3000:]
+        _verify_clean(c)
+        assert not any((c.home / ".tmp").iterdir()), "temporaries left after a complete run"
+        _compare(c, snaps[command], kinds)
+    assert kills >= 5, f"only {kills} of {len(moments)} moments hit a running {command}"

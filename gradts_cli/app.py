@@ -20,11 +20,12 @@ from typing import Annotated
 
 import typer
 from typer._click.exceptions import ClickException  # typer 0.29 vendors click
+from typer.core import TyperArgument, TyperOption
 
 from gradts_engine import __version__
 from gradts_engine import errors as E
 
-from . import output
+from . import launch, output
 from .options import State
 
 COMMANDS = ("data", "probe", "corr", "trial", "fg", "report", "demo", "config", "cache")
@@ -50,23 +51,18 @@ EXIT_CODES: dict[type[BaseException], int] = {
 }
 EXIT_INTERRUPTED = 130
 
-HELP = """GradTS: choose auxiliary tasks for multi-task learning from attention-head gradients.
+HELP = """Choose auxiliary tasks for multi-task learning from attention-head gradients (GradTS).
 
-Pipeline: [bold]probe[/bold] each task (fine-tune, measure head importance) ->
-[bold]corr[/bold] (rank candidates by Kendall tau) -> [bold]trial[/bold] (GradTS-trial) ->
-[bold]fg[/bold] (GradTS-fg, instance selection) -> [bold]report[/bold]. Results are cached.
+probe -> corr -> trial -> fg -> report; results are cached. Global options may also follow
+the command (gradts report --home DIR).
 
 [dim]Examples:[/dim]
 
-  gradts demo                                  [dim]# the whole pipeline, offline[/dim]
-
-  gradts data list
+  gradts demo
 
   gradts probe --model bert-base-cased --suite glue
 
   gradts corr --model bert-base-cased --suite glue --primary rte
-
-  gradts trial --model bert-base-cased --primary rte --suite glue
 """
 
 app = typer.Typer(
@@ -89,7 +85,7 @@ def _version(value: bool) -> None:
 def _global(
     ctx: typer.Context,
     home: Annotated[Path | None, typer.Option(
-        "--home", envvar="GRADTS_HOME", help="Store (cache) root. Env: GRADTS_HOME.",
+        "--home", envvar="GRADTS_HOME", help="Store (cache) root.",
         show_default=False)] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", help="Project config TOML (default: ./gradts.toml).",
@@ -101,8 +97,61 @@ def _global(
     version: Annotated[bool | None, typer.Option(
         "--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None,
 ) -> None:
-    output.set_quiet(quiet)
+    output.set_quiet(quiet or not launch.is_main())  # under torchrun only rank 0 prints
     ctx.obj = State(home=home, config_file=config, tasks_files=list(tasks_file or []), quiet=quiet)
+
+
+# -- help: value names instead of Python types ------------------------------------------------
+def _display_type(self: TyperOption | TyperArgument, ctx: object) -> str | None:
+    """The value column of --help: nothing for flags, the metavar when one is declared, the
+    choices of a closed set (``gate|qkv|legacy``), else a short upper-case name."""
+    if getattr(self, "is_flag", False) or getattr(self, "count", False):
+        return None
+    if self.metavar:
+        return self.metavar
+    desc = self.type_descriptor
+    if desc.is_choice:
+        return "|".join(str(getattr(c, "value", c)) for c in desc.choices or ())
+    if desc.is_path:
+        return "PATH"
+    base = self.bare_type().removeprefix("list[").removesuffix("]")
+    return {"int": "N", "float": "X", "str": "TEXT", "Path": "PATH"}.get(base, base.upper())
+
+
+for _cls in (TyperOption, TyperArgument):
+    _cls.display_type_rich = _display_type  # type: ignore[method-assign,assignment]
+    _cls._get_number_range_help_str = lambda self: None  # type: ignore[method-assign]
+
+# Global options typed after the command (``gradts report --home D``) are moved before it.
+GLOBAL_VALUED = ("--home", "--config", "--tasks-file")
+GLOBAL_FLAGS = ("--quiet", "-q")
+
+
+def hoist_globals(argv: list[str]) -> list[str]:
+    """``[cmd, ..., --home, D, ...]`` -> ``[--home, D, cmd, ...]`` (as git and hf accept
+    ``-C``/``--token`` where users type them); nothing after ``--`` moves."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] in GLOBAL_VALUED else 1
+    if i >= len(argv):
+        return argv
+    head, rest, moved = list(argv[:i]), [], []
+    j = i
+    while j < len(argv):
+        a = argv[j]
+        if a == "--":
+            rest += argv[j:]
+            break
+        if a in GLOBAL_VALUED and j + 1 < len(argv):
+            moved += [a, argv[j + 1]]
+            j += 2
+            continue
+        if a in GLOBAL_FLAGS or any(a.startswith(g + "=") for g in GLOBAL_VALUED):
+            moved.append(a)
+        else:
+            rest.append(a)
+        j += 1
+    return head + moved + rest
 
 
 def _mount() -> None:
@@ -126,6 +175,24 @@ def exit_code_for(exc: BaseException) -> int:
     return 1
 
 
+CHOICE_NAMES = {"--measure": "importance measure", "--method": "correlation method"}
+
+
+def _choice_error(message: str) -> tuple[str, str] | None:
+    """Click's "Invalid value for '--method': 'kendal' is not one of ..." as our one line:
+    ``unknown correlation method 'kendal' — did you mean 'kendall'? (choose --method from ...)``."""
+    import re
+
+    m = re.search(r"'(--[a-z-]+)'.*?: '([^']*)' is not one of (.*)", message)
+    if m is None:
+        return None
+    flag, given, choices = m.group(1), m.group(2), re.findall(r"'([^']*)'", m.group(3))
+    what = CHOICE_NAMES.get(flag, flag[2:].replace("-", " "))
+    close = E.did_you_mean(given, choices)
+    return (f"unknown {what} '{given}'",
+            (f"{close} " if close else "") + f"(choose {flag} from {', '.join(choices)})")
+
+
 def _interrupted() -> int:
     from .views.progress import interrupted_message
 
@@ -143,27 +210,37 @@ def main(argv: list[str] | None = None) -> int:
     from gradts_engine import interrupts
 
     debug = os.environ.get("GRADTS_DEBUG", "") not in ("", "0")
+    launch.remember(argv)
     interrupts.install()
     interrupts.reset()
+    args = hoist_globals(list(sys.argv[1:] if argv is None else argv))
     try:
         # typer returns (not raises) Exit codes in this mode, 130 for a KeyboardInterrupt
-        rv = app(args=argv, prog_name="gradts", standalone_mode=False)
+        rv = app(args=args, prog_name="gradts", standalone_mode=False)
     except E.GradtsError as e:
         if debug:
             raise
-        output.error_line(e.message, e.hint)
+        launch.error(e.message, e.hint, exit_code_for(e),
+                     all_ranks=bool(e.details.get("all_ranks")))
         return exit_code_for(e)
     except typer.Exit as e:
         rv = int(getattr(e, "exit_code", 0) or 0)
     except ClickException as e:
         if debug:
             raise
-        e.show(file=sys.stderr)
+        ctx = getattr(e, "ctx", None)
+        where = ctx.command_path if ctx is not None else "gradts"
+        message = " ".join(e.format_message().replace("Value error, ", "").split())
+        output.error_line(*(_choice_error(message) or (message, f"see `{where} --help`")))
         return e.exit_code
     except (KeyboardInterrupt, typer.Abort):
         return _interrupted()
     except (output.PipeClosed, BrokenPipeError):
         return 0
+    except Exception as e:
+        if launch.peer_failed(e) and not debug:  # another rank failed and reports it
+            return 1
+        raise
     code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     if code == EXIT_INTERRUPTED:
         return _interrupted()

@@ -8,10 +8,22 @@ comes from the config files or the environment (see ``gradts config``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+# cheap engine modules (no torch, no numpy): the closed sets of values and the defaults
+from gradts_engine.config import (
+    DEVICE_HELP,
+    PRECISIONS,
+    CorrSettings,
+    ProbeSettings,
+    TrialSettings,
+    valid_device,
+)
+from gradts_engine.signal import Estimator, Measure, Method
 
 if TYPE_CHECKING:
     from gradts_engine.config import Config
@@ -48,44 +60,134 @@ def complete_suite(incomplete: str) -> list[str]:
     return [n for n in reg.suites if n.startswith(incomplete)]
 
 
+# -- closed sets of values --------------------------------------------------------------------
+class Precision(str, Enum):
+    """``--precision`` (the values of :data:`gradts_engine.config.PRECISIONS`)."""
+
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+assert tuple(p.value for p in Precision) == PRECISIONS
+
+
+class TaskKind(str, Enum):
+    """``data add --kind``."""
+
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+
+
+class FileFormat(str, Enum):
+    """``data add --format``."""
+
+    CSV = "csv"
+    TSV = "tsv"
+    JSONL = "jsonl"
+
+
+def value(choice: Any) -> Any:
+    """A parsed choice as the plain string the config and the engine take (None stays None)."""
+    return choice.value if isinstance(choice, Enum) else choice
+
+
+def _device(text: str | None) -> str | None:
+    if text is None:
+        return None
+    if not valid_device(text):
+        raise typer.BadParameter(f"unknown device {text!r}; use {DEVICE_HELP}")
+    return text.lower()
+
+
+def complete_device(incomplete: str) -> list[str]:
+    return [d for d in ("auto", "cpu", "cuda", "cuda:0", "cuda:1") if d.startswith(incomplete)]
+
+
+def _one_name_each(values: list[str] | None) -> list[str] | None:
+    for v in values or ():
+        if "," in v:
+            raise typer.BadParameter(
+                f"{v!r} is several names: repeat the option (--task a --task b) or use "
+                "--tasks a,b")
+    return values
+
+
 # -- aliases ----------------------------------------------------------------------------------
+_P, _T = ProbeSettings(), TrialSettings()
+
 ModelOpt = Annotated[str | None, typer.Option(
-    "--model", "-m", help="Hugging Face model id or local directory (default: \\[run] model).",
-    show_default=False)]
+    "--model", "-m", metavar="MODEL", help="Hugging Face model id or local directory; minilm = "
+    "the bundled MiniLM (default: \\[run] model).", show_default=False)]
 RevisionOpt = Annotated[str | None, typer.Option(
-    "--revision", help="Model revision (branch, tag or commit) on the Hub.", show_default=False)]
+    "--revision", metavar="REV", help="Model revision (branch, tag or commit) on the Hub.",
+    show_default=False)]
 TaskOpt = Annotated[list[str] | None, typer.Option(
-    "--task", "-t", help="Task name (repeatable).", autocompletion=complete_task,
-    show_default=False)]
+    "--task", "-t", metavar="TASK", help="Task name (repeatable).", autocompletion=complete_task,
+    callback=_one_name_each, show_default=False)]
 TasksOpt = Annotated[str | None, typer.Option(
-    "--tasks", help="Comma-separated task names.", autocompletion=complete_task_list,
-    show_default=False)]
+    "--tasks", metavar="A,B,...", help="Comma-separated task names.",
+    autocompletion=complete_task_list, show_default=False)]
 SuiteOpt = Annotated[str | None, typer.Option(
-    "--suite", "-s", help="A task suite (e.g. demo, glue).", autocompletion=complete_suite,
-    show_default=False)]
+    "--suite", "-s", metavar="SUITE", help="A task suite (e.g. demo, glue).",
+    autocompletion=complete_suite, show_default=False)]
 PrimaryOpt = Annotated[str | None, typer.Option(
-    "--primary", "-p", help="The primary task.", autocompletion=complete_task,
+    "--primary", "-p", metavar="TASK", help="The primary task.", autocompletion=complete_task,
     show_default=False)]
 DeviceOpt = Annotated[str | None, typer.Option(
-    "--device", help="auto, cpu, cuda or cuda:N (default: auto).", show_default=False)]
-PrecisionOpt = Annotated[str | None, typer.Option(
-    "--precision", help="auto, fp32, bf16 or fp16 (default: auto = bf16 on CUDA, else fp32).",
+    "--device", metavar="auto|cpu|cuda|cuda:N", parser=_device, autocompletion=complete_device,
+    help="Where to train (default: auto = CUDA when present).", show_default=False)]
+PrecisionOpt = Annotated[Precision | None, typer.Option(
+    "--precision", case_sensitive=False, help="Autocast precision (default: auto = bf16 on "
+    "CUDA when supported, else fp32).", show_default=False)]
+SeedOpt = Annotated[int | None, typer.Option(
+    "--seed", metavar="N", help="Random seed (default: 2018).", show_default=False)]
+MeasureOpt = Annotated[Measure | None, typer.Option(
+    "--measure", case_sensitive=False, help="Importance measure (default: gate).",
     show_default=False)]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (default: 2018).",
-                                             show_default=False)]
-EpochsOpt = Annotated[int | None, typer.Option("--epochs", min=1, help="Training epochs.",
-                                               show_default=False)]
-BatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Batch size.",
-                                              show_default=False)]
-LrOpt = Annotated[float | None, typer.Option("--lr", min=0.0, help="Peak learning rate (AdamW).",
-                                             show_default=False)]
-MaxLenOpt = Annotated[int | None, typer.Option("--max-length", min=8,
-                                               help="Maximum tokens per example.",
-                                               show_default=False)]
-MeasureOpt = Annotated[str | None, typer.Option(
-    "--measure", help="Importance measure: gate (default), qkv or legacy.", show_default=False)]
+EstimatorOpt = Annotated[Estimator | None, typer.Option(
+    "--estimator", case_sensitive=False, help="Which task matrix: summed during fine-tuning, "
+    "or one pass after it (default: \\[corr] estimator, during).", show_default=False)]
+MethodOpt = Annotated[Method | None, typer.Option(
+    "--method", case_sensitive=False, help="Correlation (default: kendall tau-b).",
+    show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute even if cached.")]
+
+
+def _int(flag: str, what: str, default: Any, section: str, low: int = 1) -> Any:
+    return typer.Option(flag, min=low, metavar="N", show_default=False,
+                        help=f"{what} (default: {default}; \\[{section}] "
+                             f"{flag[2:].replace('-', '_')}).")
+
+
+ProbeEpochsOpt = Annotated[int | None, _int("--epochs", "Fine-tuning epochs", _P.epochs, "probe")]
+ProbeBatchOpt = Annotated[int | None, _int("--batch-size", "Batch size", _P.batch_size, "probe")]
+ProbeLrOpt = Annotated[float | None, typer.Option(
+    "--lr", min=0.0, metavar="LR", show_default=False,
+    help=f"Peak learning rate, AdamW (default: {_P.lr:g}; \\[probe] lr).")]
+TrialEpochsOpt = Annotated[int | None, _int("--epochs", "Epochs of each run", _T.epochs, "trial")]
+TrialBatchOpt = Annotated[int | None, _int("--batch-size", "Batch size", _T.batch_size, "trial")]
+TrialLrOpt = Annotated[float | None, typer.Option(
+    "--lr", min=0.0, metavar="LR", show_default=False,
+    help=f"Peak learning rate, AdamW (default: {_T.lr:g}; \\[trial] lr).")]
+MaxLenOpt = Annotated[int | None, typer.Option(
+    "--max-length", min=8, metavar="N", show_default=False,
+    help="Maximum tokens per example (default: \\[probe] max_length, capped by the model).")]
+
+# kept for callers that check strings (the engine's own names)
+ESTIMATORS = Estimator.names()
+METHODS = Method.names()
+assert CorrSettings().method in METHODS and CorrSettings().estimator in ESTIMATORS
+
+
+def task_names(task: list[str] | None, tasks: str | None) -> list[str]:
+    """``--task`` (repeatable) and ``--tasks a,b`` together, in order."""
+    return [*(task or []), *split_list(tasks)]
 
 
 # -- per-run state ----------------------------------------------------------------------------
@@ -117,12 +219,6 @@ class State:
 def state(ctx: typer.Context) -> State:
     obj = ctx.find_root().obj
     return obj if isinstance(obj, State) else State()
-
-
-# The engine's choices (gradts_engine.results.ESTIMATORS, gradts_engine.correlate.METHODS),
-# repeated here so that parsing flags imports neither numpy nor the engine; a test keeps them equal.
-ESTIMATORS = ("during", "after")
-METHODS = ("kendall", "spearman", "pearson")
 
 
 def check_choice(value: str | None, choices: tuple[str, ...], what: str, flag: str) -> None:

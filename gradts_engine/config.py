@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, did_you_mean
+from .models import PRECISIONS as _PRECISIONS
 from .models import parse_device, parse_precision
 from .signal import FG_THRESHOLD, Estimator, Measure, Method, parse_choice
 
@@ -102,6 +103,20 @@ SECTIONS: dict[str, type] = {
     "trial": TrialSettings,
     "fg": FgSettings,
 }
+
+
+# The closed sets the CLI lists in --help and completes (validated in models.parse_*).
+PRECISIONS = _PRECISIONS
+DEVICE_HELP = "auto, cpu, cuda or cuda:N"
+
+
+def valid_device(name: str) -> bool:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    try:
+        parse_device(name)
+    except ConfigError:
+        return False
+    return True
 
 
 # Environment variables that are not settings (everything else named GRADTS_* must be one).
@@ -307,8 +322,9 @@ def _apply_env(values: dict[str, dict[str, Any]], sources: dict[str, str],
         raise ConfigError(f"unknown environment variable {var}",
                           hint=("set GRADTS_MAX_LENGTH (every stage reads [run] max_length)"
                                 if var in flag_only else
-                                (hint + " " if hint else "") + "see `gradts config` for the "
-                                "settings (GRADTS_<SECTION>_<KEY>)"))
+                                (hint + " " if hint else "") + "settings are "
+                                f"GRADTS_<SECTION>_<KEY> (e.g. GRADTS_PROBE_EPOCHS); unset {var}"
+                                " otherwise"))
     for var, name in known.items():  # GRADTS_<KEY> before GRADTS_RUN_<KEY>: the later wins
         if var in env and env[var] != "":
             section, key = name.split(".")

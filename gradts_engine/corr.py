@@ -64,11 +64,12 @@ from .results import (
     find_results,
     read_result,
 )
+from .signal import FG_THRESHOLD
 
 if TYPE_CHECKING:
     from .store import Store
 
-THRESHOLDS: tuple[float, ...] = (0.5, 0.62, 0.7)  # 0.62: the original GradTS-fg cut
+THRESHOLDS: tuple[float, ...] = (0.5, FG_THRESHOLD, 0.7)  # FG_THRESHOLD: the original fg cut
 HIST_BINS = 20  # over [-1, 1]
 BOOT_LEVEL = 0.90
 BOOT_ESTIMATOR = "after"

@@ -12,6 +12,8 @@ Every statistic and two-sided p-value equals SciPy's (``kendalltau`` tau-b with 
 ``method='auto'``, ``spearmanr``, ``pearsonr``) to within 1e-6; SciPy is the reference in the
 tests. Constant (or NaN-containing) inputs give ``(nan, nan)`` and raise no warning. SciPy
 is imported inside the functions that need it, so importing this module stays cheap.
+Kendall's tau-b of one vector against many is computed in :mod:`gradts_engine.kendall`; the
+bootstrap of rankings over resampled instances lives in :mod:`gradts_engine.rank_bootstrap`.
 
 Symbols: ``D = L*H`` entries per flattened matrix; ``x`` the primary's vector ``(D,)``; ``Y``
 the other vectors ``(N, D)``; ``P = D(D-1)/2`` pairs of entries.
@@ -27,6 +29,7 @@ import numpy as np
 
 from .errors import ConfigError, DataError, IncompatibleResultsError, did_you_mean
 from .kendall import has_nan, kendall_primary, kendall_rows
+from .signal import FG_THRESHOLD
 
 Method = Literal["kendall", "spearman", "pearson"]
 METHODS: tuple[str, ...] = get_args(Method)
@@ -294,11 +297,11 @@ class InstanceSummary:
 
 
 def instance_summary(
-    stats: np.ndarray, thresholds: Sequence[float] = (0.5, 0.62, 0.7), bins: int = 10
+    stats: np.ndarray, thresholds: Sequence[float] = (0.5, FG_THRESHOLD, 0.7), bins: int = 10
 ) -> InstanceSummary:
     """Summarise instance-level statistics (N,): centre, fractions above thresholds, histogram.
 
-    The default thresholds include the original GradTS-fg cut, 0.62 (DESIGN §1).
+    The default thresholds include the original GradTS-fg cut, :data:`signal.FG_THRESHOLD`.
     """
     s = np.asarray(stats, dtype=np.float64).ravel()  # (N,)
     finite = s[~np.isnan(s)]

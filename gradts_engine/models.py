@@ -122,7 +122,8 @@ class ModelRef:
         """The model's folder name in store paths (not part of any key's hash): the Hub id,
         or the directory's last part (``parent/model`` for a folder called ``model``), as the
         probe has always named it, so existing entries keep their paths."""
-        if self.commit or not Path(self.path).is_dir():
+        alias = self.name.strip().lower() in DEMO_MODEL_ALIASES
+        if self.commit or not (alias or Path(self.name).expanduser().exists()):
             return self.name
         parts = Path(self.path).resolve().parts
         return "/".join(parts[-2:]) if parts[-1] in ("model", "models") else parts[-1]

@@ -35,8 +35,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .metrics import compute_metrics, predictions_from_outputs
+from .mtl_data import (
+    MTLData,
+    effective_max_length,
+    epoch_batches,
+    epoch_schedule,
+    load_data,
+    take,
+)
 from .progress import Stage, emit
 
 if TYPE_CHECKING:
@@ -46,6 +54,9 @@ if TYPE_CHECKING:
     from .progress import ProgressFn
     from .store import Store
     from .tasks.spec import TaskSpec
+
+__all__ = ["EpochRecord", "MTLResult", "MTLSettings", "effective_max_length", "epoch_schedule",
+           "evaluate", "take", "train_mtl"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,8 @@ class MTLResult:
     report_metrics: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     train_sizes: Mapping[str, int] = field(default_factory=dict)
     examples_seen: Mapping[str, int] = field(default_factory=dict)
+    # report set -> (predictions (n,), labels (n,)) at the best epoch (scored, never chosen on)
+    report_predictions: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def score(self) -> float:
@@ -136,125 +149,27 @@ class MTLResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# data
-
-
-def take(encoded: Encoded, idx: np.ndarray) -> Encoded:
-    """The examples ``idx`` of a ragged :class:`data.Encoded`, as a new (smaller) one."""
-    from .data import Encoded
-
-    idx = np.asarray(idx, dtype=np.int64)
-    if idx.size and (idx.min() < 0 or idx.max() >= len(encoded)):
-        raise DataError(f"index subset of {encoded.task}/{encoded.split} is out of range "
-                        f"(0..{len(encoded) - 1})")
-    starts = encoded.offsets[idx]                                   # (n,)
-    lens = encoded.offsets[idx + 1] - starts                        # (n,)
-    offsets = np.zeros(idx.size + 1, dtype=np.int64)
-    np.cumsum(lens, out=offsets[1:])
-    flat = np.repeat(starts - offsets[:-1], lens) + np.arange(int(offsets[-1]))  # (tokens,)
-    tt = encoded.token_type_ids[flat] if encoded.token_type_ids is not None else None
-    return Encoded(encoded.input_ids[flat], tt, offsets, encoded.labels[idx], encoded.task,
-                   encoded.split, encoded.fingerprint)
-
-
-@dataclass
-class _TaskData:
-    spec: TaskSpec
-    train: Encoded            # possibly a subset
-    n: int                    # training examples used
-
-
-def _encode(spec: TaskSpec, split: str, tokenizer: Any, ref: ModelRef, max_length: int,
-            store: Store | None) -> Encoded:
-    from . import data
-
-    s = data.load_split(spec, split, store=store)
-    return data.encode_split(s, tokenizer, tokenizer_id=ref.cache_id, max_length=max_length,
-                             store=store)
-
-
-def effective_max_length(ref: ModelRef, tokenizer: Any, max_length: int) -> int:
-    """``max_length`` capped by what the model accepts (the same rule as the probe)."""
-    from .models import model_max_length, read_config
-
-    return min(int(max_length), model_max_length(read_config(ref), tokenizer))
-
-
-# ---------------------------------------------------------------------------------------------
-# the epoch schedule
-
-
-def epoch_schedule(sizes: Mapping[str, int], batch_size: int, temperature: float,
-                   rng: np.random.Generator) -> dict[str, int]:
-    """Batches per task in one epoch (see the module docstring): ``{task: n_batches}``."""
-    natural = {t: math.ceil(n / batch_size) for t, n in sizes.items() if n > 0}
-    if temperature == 1.0 or len(natural) < 2:
-        return natural
-    total = sum(natural.values())
-    w = np.array([sizes[t] ** (1.0 / temperature) for t in natural], dtype=np.float64)
-    share = w / w.sum() * total
-    counts = np.floor(share).astype(int)
-    rest = total - int(counts.sum())  # largest remainders, ties broken by the seeded rng
-    order = np.lexsort((rng.random(len(share)), -(share - counts)))
-    counts[order[:rest]] += 1
-    return {t: max(1, int(c)) for t, c in zip(natural, counts, strict=True)}
-
-
-def _task_batches(td: _TaskData, n_batches: int, batch_size: int, seed: int) -> list[np.ndarray]:
-    from .data import batches
-
-    out: list[np.ndarray] = []
-    k = 0
-    while len(out) < n_batches:
-        out.extend(batches(td.train, batch_size, shuffle=True, seed=seed + 7919 * k))
-        k += 1
-    return out[:n_batches]
-
-
-# ---------------------------------------------------------------------------------------------
 # evaluation
 
 
 def evaluate(model: Any, spec: TaskSpec, encoded: Encoded, *, batch_size: int, pad_id: int,
              device: Any, dtype: Any = None) -> tuple[dict[str, float], np.ndarray]:
     """All metrics of ``spec`` on ``encoded`` and the predictions (N,) in its order."""
-    import torch
+    from .training import predict
 
-    from .data import batches, collate
-    from .training import autocast, to_device
-
-    model.eval()
-    outs: list[np.ndarray] = []
-    order: list[np.ndarray] = []
-    with torch.no_grad(), autocast(device, dtype):
-        for idx in batches(encoded, batch_size, shuffle=False, seed=0):
-            b = to_device(collate(encoded, idx, pad_id), device)
-            logits = model(spec.name, **{k: v for k, v in b.items() if k != "labels"})
-            outs.append(logits.float().cpu().numpy())
-            order.append(idx)
-    model.train()
-    if not outs:
+    if len(encoded) == 0:
         return {m: math.nan for m in spec.metrics}, np.zeros(0)
-    logits = np.concatenate(outs)                                    # (N, C)
-    pos = np.concatenate(order)
-    preds = np.empty(len(encoded), dtype=np.float64 if spec.kind == "regression" else np.int64)
-    preds[pos] = predictions_from_outputs(spec, logits)
+    model.eval()
+    logits = predict(lambda inputs: model(spec.name, **inputs), encoded,
+                     batch_size=batch_size, pad_id=pad_id, device=device, dtype=dtype)
+    model.train()
+    preds = predictions_from_outputs(spec, logits)
+    preds = preds.astype(np.float64 if spec.kind == "regression" else np.int64)
     return compute_metrics(spec, preds, encoded.labels), preds
 
 
 # ---------------------------------------------------------------------------------------------
 # training
-
-
-@dataclass
-class _Data:
-    """The encoded splits of one run: training tasks, the evaluation set, the report sets."""
-
-    tasks: dict[str, _TaskData]
-    eval_enc: Encoded
-    dev_index: np.ndarray
-    report_sets: dict[str, Encoded]
-    pad_id: int
 
 
 def _check_call(primary: TaskSpec, aux: Sequence[TaskSpec],
@@ -267,55 +182,6 @@ def _check_call(primary: TaskSpec, aux: Sequence[TaskSpec],
         raise ConfigError("subsets given for tasks not being trained: "
                           + ", ".join(sorted(unknown)))
     return names
-
-
-def _load_data(ref: ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec], s: MTLSettings,
-               store: Store | None, subsets: Mapping[str, np.ndarray] | None, eval_split: str,
-               eval_index: np.ndarray | None,
-               report: Mapping[str, tuple[str, np.ndarray | None]] | None) -> _Data:
-    """Tokenise the training tasks (subsets applied), the evaluation and the report sets."""
-    from .models import load_tokenizer
-
-    tokenizer = load_tokenizer(ref)
-    max_len = effective_max_length(ref, tokenizer, s.max_length)
-    tasks: dict[str, _TaskData] = {}
-    for spec in [primary, *aux]:
-        enc = _encode(spec, "train", tokenizer, ref, max_len, store)
-        if subsets and spec.name in subsets:
-            enc = take(enc, np.unique(np.asarray(subsets[spec.name], dtype=np.int64)))
-        if len(enc) == 0 and spec.name == primary.name:
-            raise DataError(f"task '{primary.name}' has no training examples")
-        tasks[spec.name] = _TaskData(spec, enc, len(enc))
-    eval_full = _encode(primary, eval_split, tokenizer, ref, max_len, store)
-    dev_index = (np.arange(len(eval_full)) if eval_index is None
-                 else np.asarray(eval_index, dtype=np.int64))
-    eval_enc = eval_full if eval_index is None else take(eval_full, dev_index)
-    if len(eval_enc) == 0:
-        raise DataError(f"task '{primary.name}': the {eval_split} split used for evaluation "
-                        "is empty")
-    y_eval = eval_enc.labels
-    if (y_eval.dtype.kind == "f" and not np.isfinite(y_eval).all()) or \
-            (y_eval.dtype.kind != "f" and (y_eval < 0).any()):
-        raise DataError(f"task '{primary.name}': its {eval_split} split has no labels, so it "
-                        "cannot be used to evaluate", hint="use a labelled split")
-    report_sets: dict[str, Encoded] = {}
-    for name, (split, idx) in (report or {}).items():
-        enc = eval_full if split == eval_split else _encode(primary, split, tokenizer, ref,
-                                                             max_len, store)
-        report_sets[name] = enc if idx is None else take(enc, np.asarray(idx, dtype=np.int64))
-    return _Data(tasks, eval_enc, dev_index, report_sets, int(tokenizer.pad_token_id))
-
-
-def _epoch_batches(d: _Data, per_epoch: Mapping[str, int], s: MTLSettings, seed: int,
-                   epoch: int, names: list[str],
-                   rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
-    """One epoch's (task, batch indices) in training order: every task's batches, shuffled."""
-    schedule: list[tuple[str, np.ndarray]] = []
-    for t, nb in per_epoch.items():
-        for b in _task_batches(d.tasks[t], nb, s.batch_size, seed * 1009 + epoch * 31
-                               + names.index(t)):
-            schedule.append((t, b))
-    return [schedule[i] for i in rng.permutation(len(schedule))]
 
 
 def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] = (), *,
@@ -348,7 +214,8 @@ def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] 
         model, run.revision, trust_remote_code=run.trust_remote_code)
     device = resolve_device(run.device)
     dtype = resolve_precision(run.precision, device)
-    d = _load_data(ref, primary, aux, s, store, subsets, eval_split, eval_index, report)
+    d = load_data(ref, primary, aux, s.max_length, store, subsets, eval_split, eval_index,
+                  report)
     torch.manual_seed(seed)
     net = build_task_model(ref, {t: td.spec.num_outputs for t, td in d.tasks.items()},
                            seed=seed)
@@ -356,12 +223,14 @@ def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] 
     run_ = _Run(primary, names, s, seed, device, dtype, label or " + ".join(names), progress)
     records, best, best_state = run_.train(net, d)
     report_metrics: dict[str, dict[str, float]] = {}
+    report_preds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if d.report_sets:
         if best_state is not None and best[1] != s.epochs:
             net.load_state_dict(best_state)
         for name, enc in d.report_sets.items():
-            report_metrics[name], _ = evaluate(net, primary, enc, batch_size=run_.eval_bs,
-                                               pad_id=d.pad_id, device=device, dtype=dtype)
+            report_metrics[name], pred = evaluate(net, primary, enc, batch_size=run_.eval_bs,
+                                                  pad_id=d.pad_id, device=device, dtype=dtype)
+            report_preds[name] = (pred, np.asarray(enc.labels))
     del net, best_state
     sizes = {t: td.n for t, td in d.tasks.items()}
     seen_total = {t: sum(r.examples.get(t, 0) for r in records) for t in d.tasks}
@@ -371,7 +240,7 @@ def train_mtl(model: str | ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec] 
         main_metric=primary.main_metric, seconds=time.perf_counter() - t_start,
         dev_predictions=best[3], dev_labels=np.asarray(d.eval_enc.labels),
         dev_index=d.dev_index, eval_split=eval_split, report_metrics=report_metrics,
-        train_sizes=sizes, examples_seen=seen_total)
+        train_sizes=sizes, examples_seen=seen_total, report_predictions=report_preds)
 
 
 _Best = tuple[float, int, dict[str, float], np.ndarray]   # (score, epoch, metrics, predictions)
@@ -394,7 +263,7 @@ class _Run:
     def eval_bs(self) -> int:
         return self.s.eval_batch_size or max(self.s.batch_size, 64)
 
-    def train(self, net: Any, d: _Data) -> tuple[list[EpochRecord], _Best, dict[str, Any] | None]:
+    def train(self, net: Any, d: MTLData) -> tuple[list[EpochRecord], _Best, dict[str, Any] | None]:
         """Every epoch: train on the pooled batches, evaluate the primary, keep the best."""
         from . import models
         from .data import collate
@@ -408,7 +277,8 @@ class _Run:
                          lr=s.lr, weight_decay=s.weight_decay, warmup=s.warmup,
                          label=f"multi-task run {self.label}", task=primary.name,
                          stage=Stage.MTL,
-                         message=self.label, grad_clip=s.grad_clip)
+                         message=self.label, grad_clip=s.grad_clip,
+                         some_parameters_unused=len(d.tasks) > 1)
         last_dev: dict[str, float] = {}
         trainer = Trainer(net, plan, device=self.device, dtype=self.dtype,
                           progress=self.progress,
@@ -429,7 +299,8 @@ class _Run:
         best_state: dict[str, Any] | None = None
         for epoch in range(1, s.epochs + 1):
             t0 = time.perf_counter()
-            batches = _epoch_batches(d, per_epoch, s, self.seed, epoch, self.names, rng)
+            batches = epoch_batches(d, per_epoch, s.batch_size, self.seed, epoch, self.names,
+                                    rng)
             stats = trainer.epoch(epoch - 1, batches, loss_of)
             metrics, preds = evaluate(net, primary, d.eval_enc, batch_size=self.eval_bs,
                                       pad_id=d.pad_id, device=self.device, dtype=self.dtype)

@@ -29,27 +29,34 @@ import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import results
 from .config import ProbeSettings, RunSettings
-from .errors import ConfigError, DataError, GradtsError
+from .errors import ConfigError, GradtsError
+from .probe_context import (
+    PROBE_VERSION,
+    ProbeContext,
+    check_labels,
+    check_settings,
+    context,
+    probe_key,
+    probe_settings,
+)
 from .progress import ProgressFn, Stage, emit
-from .signal import Measure, parse_choice
+from .signal import Measure
 from .store import Store
 from .tasks.spec import TaskSpec
-from .training import precision_of
 
-__all__ = ["DEV_EVAL_MAX", "INSTANCES_PER_CHUNK", "PROBE_VERSION", "ProbeOutcome", "ProbeRun",
-           "probe_settings", "probe_tasks"]
+__all__ = ["DEV_EVAL_MAX", "INSTANCES_PER_CHUNK", "PROBE_VERSION", "ProbeContext", "ProbeOutcome",
+           "ProbeRun", "after_pass", "build_probe_model", "check_labels", "context", "fine_tune",
+           "pass_settings", "probe_settings", "probe_tasks"]
 
 INSTANCES_PER_CHUNK = 8192   # instance matrices per instances-NNNNN.safetensors file
 DEV_EVAL_MAX = 2000          # dev examples scored after fine-tuning (a cheap sanity check)
-PROBE_VERSION = 1            # bump when the computation changes: part of every probe key
 
 
 @dataclass(frozen=True)
@@ -73,121 +80,6 @@ class ProbeRun:
 
 
 # ---------------------------------------------------------------------------------------------
-# Settings, keys
-# ---------------------------------------------------------------------------------------------
-def probe_settings(probe: ProbeSettings, run: RunSettings, precision: str) -> dict[str, Any]:
-    """The settings part of a probe key (``precision`` resolved: fp32, bf16 or fp16)."""
-    return {
-        "epochs": probe.epochs, "batch_size": probe.batch_size, "lr": probe.lr,
-        "max_length": probe.max_length, "max_train_examples": probe.max_train_examples,
-        "warmup": probe.warmup, "weight_decay": probe.weight_decay, "seed": run.seed,
-        "precision": precision, "instances": bool(probe.instances), "version": PROBE_VERSION,
-    }
-
-
-def _readable_model_name(ref: Any) -> str:
-    """A short human-readable model name for the store path (hub id, or the directory)."""
-    if ref.commit or not Path(ref.name).expanduser().exists():
-        return ref.name
-    parts = Path(ref.path).resolve().parts
-    return "/".join(parts[-2:]) if parts[-1] in ("model", "models") else parts[-1]
-
-
-def _check_settings(probe: ProbeSettings) -> ProbeSettings:
-    """``probe`` checked, its measure parsed to a :class:`Measure`."""
-    measure = parse_choice(Measure, probe.measure, "importance measure", "--measure")
-    for name, value, low in (("epochs", probe.epochs, 1), ("batch-size", probe.batch_size, 1),
-                             ("max-length", probe.max_length, 8)):
-        if value is not None and value < low:
-            raise ConfigError(f"--{name} must be at least {low}, not {value}")
-    if probe.max_train_examples is not None and probe.max_train_examples < 1:
-        raise ConfigError(f"--max-train-examples must be at least 1, not "
-                          f"{probe.max_train_examples}")
-    if not (probe.lr >= 0 and math.isfinite(probe.lr)):
-        raise ConfigError(f"--lr must be a finite number >= 0, not {probe.lr}")
-    if not 0.0 <= probe.warmup < 1.0:
-        raise ConfigError(f"probe warmup must be a fraction in [0, 1), not {probe.warmup}")
-    if probe.weight_decay < 0:
-        raise ConfigError(f"probe weight_decay must be >= 0, not {probe.weight_decay}")
-    return dataclasses.replace(probe, measure=measure)
-
-
-# ---------------------------------------------------------------------------------------------
-# The run's shared context
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class ProbeContext:
-    """What every task of one run shares: the model, tokenizer, device, settings."""
-
-    ref: Any
-    config: Any
-    tokenizer: Any
-    device: Any
-    dtype: Any                  # autocast dtype or None (fp32)
-    run: RunSettings
-    probe: ProbeSettings
-    store: Store
-    settings: dict[str, Any]
-    model_name: str
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def measure(self) -> Measure:
-        return Measure(self.probe.measure)
-
-    @property
-    def max_length(self) -> int:
-        """The resolved max length (:func:`models.resolve_max_length` ran in :func:`context`)."""
-        assert self.probe.max_length is not None
-        return int(self.probe.max_length)
-
-    @property
-    def pad_id(self) -> int:
-        pad = getattr(self.tokenizer, "pad_token_id", None)
-        return 0 if pad is None else int(pad)
-
-
-def context(model: str, run: RunSettings, probe: ProbeSettings, store: Store) -> ProbeContext:
-    """Resolve the model, device and precision once for all tasks of a run."""
-    from . import heads, models
-    from .errors import UnsupportedArchitectureError
-
-    probe = _check_settings(probe)
-    t0 = time.perf_counter()
-    device = models.resolve_device(run.device)
-    dtype = models.resolve_precision(run.precision, device)
-    ref = models.resolve_model(model, run.revision, trust_remote_code=run.trust_remote_code)
-    config = models.read_config(ref)
-    model_type = str(getattr(config, "model_type", ""))
-    if model_type not in heads.SUPPORTED_MODEL_TYPES:
-        raise UnsupportedArchitectureError(
-            f"model {ref.name} is a {model_type!r} model, which gradts cannot gate",
-            hint=f"use a model of a supported family: {', '.join(heads.SUPPORTED_MODEL_TYPES)}")
-    if not heads.supports_measure(model_type, probe.measure):
-        raise UnsupportedArchitectureError(
-            f"the {probe.measure} measure is not defined for {model_type!r} models like "
-            f"{ref.name}", hint="use --measure gate or qkv")
-    tokenizer = models.load_tokenizer(ref)
-    # the one max-length rule (models.resolve_max_length); the key records the resolved value
-    probe = dataclasses.replace(probe, max_length=models.resolve_max_length(
-        probe.max_length, config, tokenizer, model=ref.name))
-    ctx = ProbeContext(ref, config, tokenizer, device, dtype, run, probe, store,
-               probe_settings(probe, run, precision_of(dtype)), _readable_model_name(ref))
-    ctx.timings["resolve_s"] = time.perf_counter() - t0
-    return ctx
-
-
-def _key(ctx: ProbeContext, spec: TaskSpec) -> Any:
-    from . import data
-
-    return results.probe_key(
-        ctx.store, model_cache_id=ctx.ref.cache_id, model_name=ctx.model_name, task=spec.name,
-        task_fingerprint=spec.fingerprint(),
-        data_fingerprint=data.data_fingerprint(spec, store=ctx.store),
-        measure=str(ctx.measure), settings=ctx.settings)
-
-
-# ---------------------------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------------------------
 def probe_tasks(model: str, tasks: Sequence[TaskSpec], *, store: Store, run: RunSettings,
@@ -204,10 +96,15 @@ def probe_tasks(model: str, tasks: Sequence[TaskSpec], *, store: Store, run: Run
 
     if measure is not None:
         probe = dataclasses.replace(probe, measure=measure)
-    probe = _check_settings(probe)
+    probe = check_settings(probe)
     if not tasks:
         raise ConfigError("no tasks to probe", hint="pass --task NAME or --suite NAME")
     ctx = context(model, run, probe, store)
+    from . import distributed
+
+    ctx.world = distributed.init(ctx.device.type)
+    if ctx.world.distributed:
+        return _probe_parallel(ctx, model, tasks, force=force, progress=progress)
     outcomes = []
     for spec in tasks:
         interrupts.check()
@@ -228,13 +125,13 @@ def _probe_one(ctx: ProbeContext, spec: TaskSpec, *, force: bool,
     from . import data
 
     t0 = time.perf_counter()
-    key = _key(ctx, spec)
+    key = probe_key(ctx, spec)
     if not force and ctx.store.exists(key):
         return _cached(ctx, spec, key, t0, progress)
     emit(progress, Stage.LOAD, task=spec.name, message="loading data")
     split = data.load_split(spec, "train", store=ctx.store,
                             max_examples=ctx.probe.max_train_examples)
-    key2 = _key(ctx, spec)  # a Hub dataset's revision is known only after its first download
+    key2 = probe_key(ctx, spec)  # a Hub dataset's revision is known only after its first download
     if key2 != key:
         key = key2
         if not force and ctx.store.exists(key):
@@ -244,7 +141,7 @@ def _probe_one(ctx: ProbeContext, spec: TaskSpec, *, force: bool,
             return _cached(ctx, spec, key, t0, progress)
         encoded = data.encode_split(split, ctx.tokenizer, tokenizer_id=ctx.ref.cache_id,
                                     max_length=ctx.max_length, store=ctx.store)
-        _check_labels(spec, encoded.labels)
+        check_labels(spec, encoded.labels)
         load_s = time.perf_counter() - t0
         with ctx.store.writer(key) as w:
             info = _compute(ctx, spec, encoded, w, progress)
@@ -256,27 +153,6 @@ def _probe_one(ctx: ProbeContext, spec: TaskSpec, *, force: bool,
     emit(progress, Stage.DONE, task=spec.name, done=1, total=1, message=str(entry.path),
          metrics={"seconds": seconds})
     return ProbeOutcome(spec.name, False, seconds, result)
-
-
-def _check_labels(spec: TaskSpec, labels: np.ndarray) -> None:
-    """Every training label must fit the head: ids in [0, n_out), finite regression values."""
-    if spec.kind == "regression":
-        bad = np.flatnonzero(~np.isfinite(labels))
-        if bad.size:
-            raise DataError(f"task '{spec.name}': train example {int(bad[0])} has no label "
-                            f"({bad.size} such examples)", hint="every train example needs a "
-                            "label", task=spec.name)
-        return
-    n_out = spec.num_outputs
-    bad = np.flatnonzero((labels < 0) | (labels >= n_out))
-    if bad.size:
-        value = int(labels[bad[0]])
-        why = ("has no label" if value < 0 else
-               f"has label id {value}, which does not fit the task's {n_out} labels "
-               f"({', '.join(spec.labels)})")
-        raise DataError(f"task '{spec.name}': train example {int(bad[0])} {why}"
-                        + (f" ({bad.size} such examples)" if bad.size > 1 else ""),
-                        hint="fix the data, or redeclare the task's labels", task=spec.name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,6 +224,7 @@ def _compute(ctx: ProbeContext, spec: TaskSpec, encoded: Any, w: Any,
         "timings": timings, "train": train, "dev": dev, "device": str(ctx.device),
         "precision": ctx.settings["precision"], "seed": ctx.run.seed,
         "max_length_seen": int(encoded.lengths().max()) if len(encoded) else 0,
+        **_world_info(ctx),
     }
 
 
@@ -429,11 +306,9 @@ def _inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
 def _dev_metrics(ctx: ProbeContext, spec: TaskSpec, net: Any,
                  progress: ProgressFn | None) -> dict[str, Any] | None:
     """The fine-tuned probe's metrics on (at most DEV_EVAL_MAX examples of) the dev split."""
-    import torch
-
     from . import data
-    from .metrics import compute_metrics
-    from .training import autocast, to_device
+    from .metrics import compute_metrics, predictions_from_outputs
+    from .training import predict
 
     if "dev" not in spec.splits or DEV_EVAL_MAX <= 0:
         return None
@@ -448,19 +323,10 @@ def _dev_metrics(ctx: ProbeContext, spec: TaskSpec, net: Any,
         return {"error": e.message}
     emit(progress, Stage.DEV, task=spec.name, done=0, total=len(enc))
     net.eval()
-    preds = []
-    order = data.batches(enc, ctx.probe.batch_size, shuffle=False, seed=0)
-    with torch.no_grad():
-        for idx in order:
-            batch = to_device(data.collate(enc, idx, ctx.pad_id), ctx.device)
-            with autocast(ctx.device, ctx.dtype):
-                logits = net(**_inputs(batch)).float()
-            preds.append(logits.squeeze(-1) if spec.kind == "regression"
-                         else logits.argmax(-1))
+    logits = predict(lambda inputs: net(**inputs), enc, batch_size=ctx.probe.batch_size,
+                     pad_id=ctx.pad_id, device=ctx.device, dtype=ctx.dtype)     # (N, C)
     net.train()
-    flat = torch.cat(preds).cpu().numpy()
-    y_pred = np.empty_like(flat)
-    y_pred[np.concatenate(order)] = flat
+    y_pred = predictions_from_outputs(spec, logits)
     scores = {k: (None if v is None or not math.isfinite(v) else float(v))
               for k, v in compute_metrics(spec, y_pred, enc.labels).items()}
     out: dict[str, Any] = {"n": len(enc), "metric": spec.main_metric, **scores}
@@ -469,3 +335,81 @@ def _dev_metrics(ctx: ProbeContext, spec: TaskSpec, net: Any,
     emit(progress, Stage.DEV, task=spec.name, done=len(enc), total=len(enc),
          metrics={spec.main_metric: out["main"] if out["main"] is not None else float("nan")})
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Several processes (DESIGN.md §5, distributed.py)
+# ---------------------------------------------------------------------------------------------
+def _world_info(ctx: ProbeContext) -> dict[str, Any]:
+    """Which rank computed an entry, out of how many (recorded in its info)."""
+    world = ctx.world
+    if world is None or not world.distributed:
+        return {}
+    return {"distributed": {"rank": world.rank, "world_size": world.size,
+                            "backend": world.backend}}
+
+
+def _pending_cost(ctx: ProbeContext, spec: TaskSpec, force: bool) -> int:
+    """Training tokens x epochs of ``spec``'s probe (its LPT cost), or -1 when it is cached.
+
+    Tokenising here is not wasted: the tokens are cached for the rank that probes the task.
+    """
+    from . import data
+
+    if not force and ctx.store.exists(probe_key(ctx, spec)):
+        return -1
+    split = data.load_split(spec, "train", store=ctx.store,
+                            max_examples=ctx.probe.max_train_examples)
+    if not force and ctx.store.exists(probe_key(ctx, spec)):  # a Hub revision known only now
+        return -1
+    enc = data.encode_split(split, ctx.tokenizer, tokenizer_id=ctx.ref.cache_id,
+                            max_length=ctx.max_length, store=ctx.store)
+    return int(enc.input_ids.size) * ctx.probe.epochs
+
+
+def _probe_parallel(ctx: ProbeContext, model: str, tasks: Sequence[TaskSpec], *, force: bool,
+                    progress: ProgressFn | None) -> ProbeRun:
+    """Task parallelism: every rank probes whole tasks, largest first (LPT by tokens).
+
+    Each rank measures the cost of every W-th task, all ranks agree on the costs and compute
+    the same assignment (:func:`distributed.assign_lpt`); each task is written by the rank
+    that probed it, under the key's lock. Every rank returns the whole run (read back from the
+    store), rank 0's ``progress`` sees its own tasks and a ``done`` event for every other.
+    """
+    import torch
+
+    from . import distributed
+
+    world = ctx.world
+    if ctx.device.type == "cuda":
+        ctx.device = torch.device("cuda", world.local_rank)
+    distributed.check_same_store(world, ctx.store.root)
+    mine = {str(i): _pending_cost(ctx, tasks[i], force)
+            for i in range(world.rank, len(tasks), world.size)}
+    costs = [0] * len(tasks)
+    for part in distributed.all_gather_json(world, mine):
+        for i, cost in part.items():
+            costs[int(i)] = int(cost)
+    pending = [i for i, c in enumerate(costs) if c >= 0]
+    plan = distributed.assign_lpt([costs[i] for i in pending], world.size)
+    seconds: dict[str, float] = {}
+    for j in plan[world.rank]:
+        spec = tasks[pending[j]]
+        seconds[str(pending[j])] = _probe_one(ctx, spec, force=force, progress=progress).seconds
+    done: dict[int, float] = {}
+    for part in distributed.all_gather_json(world, seconds):   # also: every unit is stored
+        done.update((int(i), float(s)) for i, s in part.items())
+    outcomes = []
+    for i, spec in enumerate(tasks):
+        t0 = time.perf_counter()
+        key = probe_key(ctx, spec)
+        if i not in done:
+            outcomes.append(_cached(ctx, spec, key, t0, progress))
+            continue
+        entry = ctx.store.entry(key, verify=False)
+        if str(i) not in seconds:
+            emit(progress, "done", task=spec.name, done=1, total=1, message=str(entry.path),
+                 metrics={"seconds": done[i]})
+        outcomes.append(ProbeOutcome(spec.name, False, done[i],
+                                     results.read_result(ctx.store, entry, verify=False)))
+    return ProbeRun(model, ctx.ref.cache_id, ctx.measure, tuple(outcomes))

@@ -50,9 +50,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import RunSettings
 
 __all__ = ["CHECK_STEPS", "EMIT_SECONDS", "GRAD_CLIP", "EpochStats", "StepInfo", "TrainPlan",
-           "Trainer", "autocast", "device_name", "linear_schedule", "make_accelerator",
-           "make_optimizer", "param_groups", "precision_name", "precision_of", "to_device",
-           "warmup_steps"]
+           "Trainer", "autocast", "batches_of", "decays", "device_name", "linear_schedule",
+           "make_accelerator", "make_optimizer", "param_groups", "precision_name", "precision_of",
+           "predict", "to_device", "warmup_steps"]
 
 GRAD_CLIP = 1.0
 EMIT_SECONDS = 0.5     # progress (and the finite-loss check) at most this often ...
@@ -143,23 +143,55 @@ def to_device(batch: Mapping[str, Any], device: Any) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=nb) for k, v in batch.items()}
 
 
-def make_accelerator(device: torch.device, dtype: Any) -> Any:
+def predict(forward: Callable[[dict[str, Any]], Any], encoded: Any, *, batch_size: int,
+            pad_id: int, device: Any, dtype: Any = None) -> Any:
+    """Outputs ``forward(inputs)`` (N, C) float32 of every example of ``encoded``, in its order.
+
+    No gradient, under :func:`autocast`; batches by length (:func:`data.batches`). The caller
+    sets the model's mode (``eval()`` for evaluation).
+    """
+    import numpy as np
+    import torch
+
+    from .data import batches, collate
+
+    outs: list[Any] = []
+    order: list[Any] = []
+    with torch.no_grad(), autocast(device, dtype):
+        for idx in batches(encoded, batch_size, shuffle=False, seed=0):
+            b = to_device(collate(encoded, idx, pad_id), device)
+            outs.append(forward({k: v for k, v in b.items() if k != "labels"}).float().cpu())
+            order.append(idx)
+    if not outs:
+        return np.zeros((0, 1), dtype=np.float32)
+    logits = torch.cat(outs).numpy()                                           # (N, C)
+    out = np.empty_like(logits)
+    out[np.concatenate(order)] = logits
+    return out
+
+
+def make_accelerator(device: torch.device, dtype: Any, *,
+                     find_unused_parameters: bool = False) -> Any:
     """An ``Accelerator`` for ``device`` and the autocast ``dtype`` (device placement is ours).
 
     Accelerate keeps its state per process and refuses a second ``Accelerator`` with another
     precision; a single process (tests, one command probing on the CPU then on a GPU) resets
     that state; a distributed run must keep one device type and precision.
+    ``find_unused_parameters``: for DDP when a step leaves parameters unused (multi-task
+    training: the other tasks' heads).
     """
     import torch
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
-    from accelerate.utils import DistributedType
+    from accelerate.utils import DistributedDataParallelKwargs, DistributedType
 
     mixed = {"bf16": "bf16", "fp16": "fp16"}.get(precision_of(dtype), "no")
     want = "cpu" if device.type != "cuda" else "cuda"
     if want == "cuda" and device.index is not None:
         torch.cuda.set_device(device)
-    kwargs = {"cpu": want == "cpu", "mixed_precision": mixed, "device_placement": False}
+    kwargs = {"cpu": want == "cpu", "mixed_precision": mixed, "device_placement": False,
+              "kwargs_handlers": [DistributedDataParallelKwargs(
+                  find_unused_parameters=find_unused_parameters)]}
 
     def fits(acc: Any) -> bool:
         return bool(acc.device.type == want and acc.mixed_precision == mixed)
@@ -196,6 +228,7 @@ class TrainPlan:
     stage: Stage = Stage.FINE_TUNE   # Stage.FINE_TUNE (probe) or Stage.MTL
     message: str | None = None       # progress message; None: "epoch e/E"
     grad_clip: float = GRAD_CLIP
+    some_parameters_unused: bool = False   # a step may not use every parameter (DDP needs it)
 
 
 @dataclass(frozen=True)
@@ -239,7 +272,8 @@ class Trainer:
 
         self.plan, self.device, self.dtype = plan, device, dtype
         self.progress, self.on_step, self.extra_metrics = progress, on_step, extra_metrics
-        self.accelerator = make_accelerator(device, dtype)
+        self.accelerator = make_accelerator(
+            device, dtype, find_unused_parameters=plan.some_parameters_unused)
         self.model = (self.accelerator.prepare_model(model, device_placement=False)
                       if self.accelerator.num_processes > 1 else model)
         optimizer = make_optimizer(model, lr=plan.lr, weight_decay=plan.weight_decay,

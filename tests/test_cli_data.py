@@ -172,3 +172,113 @@ def test_get_hub_task_offline(capsys, monkeypatch):
     assert "cannot download nyu-mll/glue (cola): the Hub is not reachable" in line
     code, _, err = run(capsys, "data", "get")
     assert code == 2 and "name at least one task" in one_line(err)
+
+
+# -- likely-broken declarations (issue 11) -----------------------------------------------------
+def _sts(tmp_path: Path, n: int = 30) -> str:
+    """STS-B's layout: a header, a float score column written with varying precision."""
+    rows = ["index\tsentence1\tsentence2\tscore"]
+    scores = ["0", "0.00", "0.000", "1.2", "4.250", "5.000"]
+    rows += [f"{i}\ta man {i}\ta dog {i}\t{scores[i % len(scores)] if i < 6 else i / 7:.3f}"
+             if i >= 6 else f"{i}\ta man\ta dog\t{scores[i]}" for i in range(n)]
+    f = tmp_path / "sts.tsv"
+    f.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return str(f)
+
+
+def test_add_refuses_a_regression_target_as_classes(capsys, tmp_path):
+    sts = _sts(tmp_path)
+    code, _, err = run(capsys, "data", "add", "my_sts", "--train", sts, "--text",
+                       "sentence1,sentence2", "--label", "score")
+    line = one_line(err)
+    assert code == 4 and "looks like a regression target" in line and "--kind regression" in line
+    assert not (tasks_dir() / "my_sts.toml").exists()
+    code, _, err = run(capsys, "data", "add", "my_sts", "--train", sts, "--text",
+                       "sentence1,sentence2", "--label", "score", "--kind", "regression")
+    assert code == 0, err
+    # integer class ids, and a few decimal-looking classes, are still classes
+    ok = tmp_path / "ok.tsv"
+    ok.write_text("s\ty\n" + "".join(f"a {i}\t{i % 3}\n" for i in range(30)), encoding="utf-8")
+    assert run(capsys, "data", "add", "three", "--train", str(ok), "--text", "s",
+               "--label", "y")[0] == 0
+
+
+def test_add_refuses_a_header_setting_the_wrong_way_round(capsys, cola, mrpc, tmp_path):
+    code, _, err = run(capsys, "data", "add", "my_cola", "--train", cola["train"], "--text", "3",
+                       "--label", "1")  # CoLA has no header: its first row would be lost
+    line = one_line(err)
+    assert code == 4 and "first line looks like data" in line and "--no-header" in line
+    code, _, err = run(capsys, "data", "add", "my_cola", "--train", cola["train"], "--text", "3",
+                       "--label", "1", "--labels", "unacceptable,acceptable")
+    assert code == 4 and "--no-header" in one_line(err)
+    code, _, err = run(capsys, "data", "add", "my_mrpc", "--train", mrpc["train"], "--text",
+                       "3,4", "--label", "0", "--no-header")  # MRPC has one: 'Quality' a class
+    line = one_line(err)
+    assert code == 4 and "first line looks like a header" in line and "'Quality'" in line
+    rte = tmp_path / "rte.tsv"
+    rte.write_text("index\ts1\ts2\tlabel\n" + "".join(
+        f"{i}\ta {i}\tb {i}\t{'entailment' if i % 2 else 'not_entailment'}\n" for i in range(25)),
+        encoding="utf-8")
+    code, _, err = run(capsys, "data", "add", "my_rte", "--train", str(rte), "--text", "1,2",
+                       "--label", "3", "--no-header")
+    assert code == 4 and "'label' appears nowhere else" in one_line(err)
+    assert not tasks_dir().exists() or not any(tasks_dir().iterdir())
+    assert run(capsys, "data", "add", "my_rte", "--train", str(rte), "--text", "s1,s2",
+               "--label", "label")[0] == 0
+
+
+def test_rm_removes_a_declaration_and_names_cached_entries(capsys, cola):
+    from gradts_engine.data import encode_split, load_split
+    from gradts_engine.store import Store
+    from gradts_engine.tasks import build_registry
+
+    assert run(capsys, "data", "add", "my_cola", "--train", cola["train"], "--no-header",
+               "--text", "3", "--label", "1")[0] == 0
+    spec = build_registry().get("my_cola")
+
+    class Tok:  # a stand-in tokenizer: one id per word
+        model_input_names = ["input_ids"]
+
+        def num_special_tokens_to_add(self, pair: bool = False) -> int:
+            return 0
+
+        def __call__(self, a, b=None, **kw):
+            return {"input_ids": [[1] * len(t.split()) for t in a]}
+
+        def get_vocab(self):
+            return {"x": 1}
+
+    store = Store(os.environ["GRADTS_HOME"])
+    encode_split(load_split(spec, "train", store=store), Tok(), tokenizer_id="tok",
+                 max_length=16, store=store)
+    code, _, err = run(capsys, "data", "rm", "my_cola")
+    assert code == 0, err
+    flat = " ".join(err.split()).replace("/ ", "/")
+    assert "removed task 'my_cola'" in flat and "1 cached entry remains for 'my_cola'" in flat
+    assert "gradts cache rm tokens/my_cola/train/" in flat
+    assert not (tasks_dir() / "my_cola.toml").exists()
+    assert "my_cola" not in build_registry()
+    assert Path(cola["train"]).is_file()  # the data files stay
+    code, _, err = run(capsys, "data", "rm", "my_cola")
+    assert code == 3 and "unknown task 'my_cola'" in one_line(err)
+    code, _, err = run(capsys, "data", "rm", "cola")
+    assert code == 3 and "built-in task" in one_line(err)
+    code, _, err = run(capsys, "data", "rm", "../x")
+    assert code == 3 and "invalid task name" in one_line(err)
+
+
+def test_rm_refuses_files_it_did_not_write(capsys, cola, tmp_path):
+    assert run(capsys, "data", "add", "my_cola", "--train", cola["train"], "--no-header",
+               "--text", "3", "--label", "1", "--json")[0] == 0
+    capsys.readouterr()
+    text = (tasks_dir() / "my_cola.toml").read_text()
+    other = tmp_path / "mine.toml"
+    other.write_text(text.replace('"my_cola"', '"other"'))
+    code, _, err = run(capsys, "--tasks-file", str(other), "data", "rm", "other")
+    assert code == 3 and "declared in" in one_line(err) and "mine.toml" in err
+    assert other.is_file()
+    two = tasks_dir() / "my_cola.toml"
+    two.write_text(text.replace("[task]", "[[task]]") + "\n" + text.replace("[task]", "[[task]]")
+                   .replace('"my_cola"', '"second"').replace("[task.source", "[task.source"))
+    code, _, err = run(capsys, "data", "rm", "my_cola", "--json")
+    assert code == 3 and "declares several tasks" in one_line(err) and two.is_file()

@@ -473,3 +473,47 @@ def test_summarize_task(mrpc_like, store):
     tr = s.splits[0]
     assert tr.size == 3 and tr.distribution == {"0": 1, "1": 2} and len(tr.examples) == 2
     assert tr.examples[0][1] == "1" and s.revision is None and len(s.data_fingerprint) == 16
+
+
+# -- likely-broken declarations ----------------------------------------------------------------
+def test_numeric_label_check_boundaries():
+    from gradts_engine.data.checks import MAX_NUMERIC_CLASSES, check_numeric_labels
+
+    check_numeric_labels("t", "y", {"0", "1"})
+    check_numeric_labels("t", "y", {str(i) for i in range(50)})          # many integer ids
+    check_numeric_labels("t", "y", {"pos", "neg", "1.5"})                # not all numbers
+    check_numeric_labels("t", "y", {f"{i}.5" for i in range(MAX_NUMERIC_CLASSES)})
+    with pytest.raises(DataError, match=r"not 11 classes \(11 distinct numbers"):
+        check_numeric_labels("t", "y", {f"{i}.5" for i in range(MAX_NUMERIC_CLASSES + 1)})
+    with pytest.raises(DataError, match=r"'0' and '0.00' are one number written twice") as e:
+        check_numeric_labels("t", "y", {"0", "0.00", "1"})
+    assert "--kind regression" in e.value.hint
+
+
+def test_header_checks_unit():
+    from gradts_engine.data.checks import check_first_row, check_header_cell
+
+    check_header_cell("f", "label", "classification", ("0", "1"), {"0", "1"})
+    check_header_cell("f", "score", "regression", (), set())
+    for cell, kind, labels in (("1", "classification", ("0", "1")),
+                               ("pos", "classification", ("neg", "pos")),
+                               ("1", "classification", ("bad", "good")),   # an id
+                               ("3.8", "regression", ())):
+        with pytest.raises(DataError, match="looks like data"):
+            check_header_cell("f", cell, kind, labels, set())
+    check_first_row("f", "1", ["0", "1", "0"], "classification", ())
+    check_first_row("f", "spam", ["ham", "spam", "ham"], "classification", ())
+    check_first_row("f", "rare", ["a", "b"] * 5, "classification", ())     # too few rows to tell
+    for first, rest, kind, labels in (("Quality", ["0", "1"], "classification", ()),
+                                      ("score", ["0.5", "3"], "regression", ()),
+                                      ("label", ["a", "b"] * 10, "classification", ()),
+                                      ("y", ["neg", "pos"], "classification", ("neg", "pos"))):
+        with pytest.raises(DataError, match="looks like a header"):
+            check_first_row("f", first, rest, kind, labels)
+
+
+def test_a_field_longer_than_the_csv_module_default_is_data(tmp_path):
+    long_text = "word " * 60_000  # 300 kB, over the csv module's default 128 kB field limit
+    f = write(tmp_path / "long.tsv", f"sentence\tlabel\n{long_text}\t1\nshort\t0\n")
+    sp = data.load_split(local_spec(files={"train": f}), "train")
+    assert len(sp) == 2 and sp.texts[0][0] == long_text and sp.labels.tolist() == [1, 0]

@@ -397,7 +397,7 @@ def test_qkv_rows_per_head_equal_one_example_autograd(model_type, monkeypatch):
             ref = sum(_rows_mean(g, 4, 8) for g in grads) / 3
             torch.testing.assert_close(R[b, li].double(), ref, rtol=1e-5, atol=1e-12)
         model.zero_grad(set_to_none=True)
-    monkeypatch.setattr(heads, "_PER_EXAMPLE_ELEMENTS", 1)  # one example at a time
+    monkeypatch.setattr(heads.measures, "PER_EXAMPLE_ELEMENTS", 1)  # one example at a time
     torch.testing.assert_close(heads.qkv_importance(model, batch, ce), R, rtol=1e-12, atol=0)
 
 

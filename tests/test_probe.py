@@ -311,11 +311,11 @@ def test_nan_loss_stops_with_training_error(tiny, registry, tmp_path, monkeypatc
 
 def test_label_that_does_not_fit_the_head(registry):
     spec = registry.get("neg_movie")
-    probe._check_labels(spec, np.array([0, 1, 1, 0]))
+    probe.check_labels(spec, np.array([0, 1, 1, 0]))
     with pytest.raises(DataError, match=r"train example 2 has label id 2, which does not fit"):
-        probe._check_labels(spec, np.array([0, 1, 2, 5]))
+        probe.check_labels(spec, np.array([0, 1, 2, 5]))
     with pytest.raises(DataError, match="has no label"):
-        probe._check_labels(spec, np.array([0, -1]))
+        probe.check_labels(spec, np.array([0, -1]))
 
 
 def test_bad_settings_and_models(tiny, registry, tmp_path, monkeypatch):

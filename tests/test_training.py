@@ -175,3 +175,18 @@ def test_precision_and_device_names():
     cpu = RunSettings(device="cpu", precision="auto")
     assert training.precision_name(cpu) == "fp32" and training.device_name(cpu) == "cpu"
     assert math.isfinite(training.EMIT_SECONDS)
+
+
+def test_accelerator_follows_each_runs_precision_in_one_process():
+    """Accelerate's per-process state is reset between single-process runs of another kind."""
+    first = training.make_accelerator(CPU, None)
+    assert first.mixed_precision == "no" and first.device.type == "cpu"
+    other = training.make_accelerator(CPU, torch.bfloat16)     # refused by Accelerate alone
+    assert other.mixed_precision == "bf16" and other.device.type == "cpu"
+    with other.autocast():
+        y = torch.nn.Linear(4, 4)(torch.ones(2, 4))
+    assert y.dtype == torch.bfloat16
+    again = training.make_accelerator(CPU, None)
+    assert again.mixed_precision == "no" and again.scaler is None
+    with again.autocast():
+        assert torch.nn.Linear(4, 4)(torch.ones(2, 4)).dtype == torch.float32

@@ -10,14 +10,14 @@ import typer
 from .. import output
 from ..options import JsonOpt, state
 from ..views import cache as views
-from ..views.widgets import Col, plural, table
+from ..views.widgets import Col, ColSpec, plural, table
 
 cache_app = typer.Typer(help="Inspect the cache (the store): list, verify, remove entries.",
                         no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(cache_app, name="cache")
+    app.add_typer(cache_app, name="cache", short_help="Inspect the store: list, verify, rm.")
 
 
 @cache_app.command("list", help="List cache entries.\n\n[dim]Example:[/dim] "
@@ -33,8 +33,8 @@ def list_(ctx: typer.Context,
     if json_:
         output.print_json({"root": str(st.root), "entries": rows})
         return
-    cols = [Col("entry", wrap=True), "created", Col("settings", wrap=True), ("size", "right"),
-            "state"]
+    cols: list[ColSpec] = [Col("entry", wrap=True), "created", Col("settings", wrap=True),
+                           ("size", "right"), "state"]
     cells = [(r["key"], r["created"] or "-", views.entry_settings({"settings": r["settings"]}),
               views.size_text(r["bytes"]), r["state"]) for r in rows]
     output.show(table(f"cache at {st.root}", cols, cells,

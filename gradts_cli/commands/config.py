@@ -10,7 +10,8 @@ from ..views import config as views
 
 
 def register(app: typer.Typer) -> None:
-    app.command("config", help=HELP)(config)
+    app.command("config", help=HELP,
+                short_help="Show the resolved settings and where each came from.")(config)
 
 
 HELP = """Show the resolved settings and where each value came from.

@@ -9,25 +9,27 @@ import typer
 
 from .. import artefacts, output
 from ..options import (
-    ESTIMATORS,
-    METHODS,
+    EstimatorOpt,
     JsonOpt,
     MeasureOpt,
+    MethodOpt,
     ModelOpt,
     PrimaryOpt,
     SeedOpt,
     SuiteOpt,
     TaskOpt,
     TasksOpt,
-    split_list,
     state,
+    task_names,
+    value,
 )
 from ..views import corr as views
 from ..views.progress import reporter
 
 
 def register(app: typer.Typer) -> None:
-    app.command("corr", help=HELP)(corr)
+    app.command("corr", help=HELP,
+                short_help="Rank candidate auxiliary tasks by Kendall tau (reads the store).")(corr)
 
 
 HELP = """Correlate tasks' head-importance matrices and rank candidate auxiliary tasks.
@@ -62,12 +64,6 @@ estimator is a mean over examples, so the intervals always describe it; with the
 """
 
 
-def _complete(choices: tuple[str, ...]):  # noqa: ANN202 - a Typer completion callback
-    def complete(incomplete: str) -> list[str]:
-        return [c for c in choices if c.startswith(incomplete)]
-    return complete
-
-
 def corr(
     ctx: typer.Context,
     model: ModelOpt = None,
@@ -75,13 +71,9 @@ def corr(
     tasks: TasksOpt = None,
     suite: SuiteOpt = None,
     primary: PrimaryOpt = None,
-    method: Annotated[str | None, typer.Option(
-        "--method", help="kendall (tau-b, default), spearman or pearson.",
-        autocompletion=_complete(METHODS), show_default=False)] = None,
+    method: MethodOpt = None,
     measure: MeasureOpt = None,
-    estimator: Annotated[str | None, typer.Option(
-        "--estimator", help="Which task matrix: during (default) or after.",
-        autocompletion=_complete(ESTIMATORS), show_default=False)] = None,
+    estimator: EstimatorOpt = None,
     instances: Annotated[bool, typer.Option(
         "--instances", help="Instance-level correlations with --primary (GradTS-fg).")] = False,
     bootstrap: Annotated[int | None, typer.Option(
@@ -107,8 +99,9 @@ def corr(
                          hint="add --primary TASK (instance correlations are with its matrix)")
     artefacts.check_figure(figure)
     st = state(ctx)
-    cfg = st.config(run={"model": model, "seed": seed}, probe={"measure": measure},
-                    corr={"method": method, "estimator": estimator, "bootstrap": bootstrap})
+    cfg = st.config(run={"model": model, "seed": seed}, probe={"measure": value(measure)},
+                    corr={"method": value(method), "estimator": value(estimator),
+                          "bootstrap": bootstrap})
     if not cfg.run.model:
         from gradts_engine.corr import probed_models
 
@@ -116,7 +109,7 @@ def corr(
         raise UsageError("no model given",
                          hint="pass --model (the one the tasks were probed with)"
                               + (f"; probed in the store: {', '.join(models)}" if models else ""))
-    names: list[str] | None = [*(task or []), *split_list(tasks)]
+    names: list[str] | None = task_names(task, tasks)
     if suite:
         names = [s.name for s in st.registry().resolve([], suite)] + list(names or [])
     if not names:

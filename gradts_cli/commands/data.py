@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from .. import output
-from ..options import ForceOpt, JsonOpt, SuiteOpt, complete_task, split_list, state
+from ..options import (
+    FileFormat,
+    JsonOpt,
+    SuiteOpt,
+    TaskKind,
+    complete_task,
+    split_list,
+    state,
+    value,
+)
 from ..views import data as views
 from ..views.progress import reporter
 
@@ -20,7 +29,7 @@ data_app = typer.Typer(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(data_app, name="data")
+    app.add_typer(data_app, name="data", short_help="Tasks and their data: list, show, add, get.")
 
 
 # -- list -------------------------------------------------------------------------------------
@@ -100,14 +109,11 @@ characters are text unless --quoting is given (as the original GLUE TSV files ne
 
 [dim]Examples:[/dim]
 
-  gradts data add my_cola --train CoLA/train.tsv --dev CoLA/dev.tsv --no-header --text 3
-  --label 1 --metrics matthews,accuracy
+  gradts data add my_cola --train CoLA/train.tsv --no-header --text 3 --label 1
 
-  gradts data add my_mrpc --train MRPC/train.tsv --dev MRPC/dev.tsv
-  --text "#1 String,#2 String" --label Quality
+  gradts data add my_mrpc --train MRPC/train.tsv --text "#1 String,#2 String" --label Quality
 
-  gradts data add my_sts --train sts.jsonl --dev sts_dev.jsonl --text a,b --label score
-  --kind regression
+  gradts data add my_sts --train sts.jsonl --text a,b --label score --kind regression
 """
 
 
@@ -125,8 +131,8 @@ def add(
                                              show_default=False)] = None,
     test: Annotated[Path | None, typer.Option("--test", help="Test file (labels optional).",
                                               show_default=False)] = None,
-    kind: Annotated[str, typer.Option("--kind", help="classification or regression.")]
-    = "classification",
+    kind: Annotated[TaskKind, typer.Option("--kind", case_sensitive=False,
+                                           help="What the label is.")] = TaskKind.CLASSIFICATION,
     labels: Annotated[str | None, typer.Option(
         "--labels", help="Label names in id order, comma-separated (default: from the data).",
         show_default=False)] = None,
@@ -139,11 +145,13 @@ def add(
     quoting: Annotated[bool, typer.Option("--quoting/--no-quoting",
                                           help="Honour CSV quoting (default: quotes are text).")]
     = False,
-    fmt: Annotated[str | None, typer.Option("--format", help="csv, tsv or jsonl (default: from "
-                                            "the file extension).", show_default=False)] = None,
+    fmt: Annotated[FileFormat | None, typer.Option(
+        "--format", case_sensitive=False, help="File format (default: from the file extension).",
+        show_default=False)] = None,
     description: Annotated[str, typer.Option("--description", help="One line about the task.")]
     = "",
-    force: ForceOpt = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace a task of that name added "
+                                        "before.")] = False,
     json_: JsonOpt = False,
 ) -> None:
     from gradts_engine.data import add_local_task
@@ -159,8 +167,8 @@ def add(
         raise UsageError(f"--format must be csv, tsv or jsonl, not {fmt!r}")
     files = {"train": train, **({"dev": dev} if dev else {}), **({"test": test} if test else {})}
     st = state(ctx)
-    added = add_local_task(name, files, text=columns, label=label, kind=kind,
-                           labels=split_list(labels) or None, header=header, format=fmt,
+    added = add_local_task(name, files, text=columns, label=label, kind=value(kind),
+                           labels=split_list(labels) or None, header=header, format=value(fmt),
                            quoting=quoting, metrics=split_list(metrics) or None,
                            description=description, force=force, store=st.store())
     if json_:
@@ -173,6 +181,41 @@ def add(
     output.success(f"{'replaced' if added.replaced else 'added'} task '{added.spec.name}' "
                    f"({sizes}; {labels_txt})")
     output.info(f"declared in {added.path}; see it with: gradts data show {added.spec.name}")
+
+
+# -- rm ---------------------------------------------------------------------------------------
+RM_HELP = """Remove a task declared with `gradts data add` (its TOML file; the data files stay).
+
+Cached results computed for the task stay in the store; the command names them and the
+`gradts cache rm` command that removes them.
+
+[dim]Example:[/dim]
+
+  gradts data rm my_cola
+"""
+
+
+@data_app.command("rm", help=RM_HELP)
+def rm(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Task name.", autocompletion=complete_task,
+                                        show_default=False)],
+    json_: JsonOpt = False,
+) -> None:
+    from gradts_engine.data import remove_local_task
+
+    st = state(ctx)
+    removed = remove_local_task(name, store=st.store(), task_files=st.tasks_files)
+    if json_:
+        output.print_json({"task": removed.name, "file": removed.path,
+                           "cached": list(removed.cached)})
+        return
+    output.success(f"removed task '{removed.name}' ({removed.path})")
+    if removed.cached:
+        n = len(removed.cached)
+        what, it = ("entry remains", "it") if n == 1 else ("entries remain", "them")
+        output.info(f"{n} cached {what} for '{removed.name}'; remove {it} with: "
+                    f"gradts cache rm {' '.join(removed.cached)}")
 
 
 # -- get --------------------------------------------------------------------------------------

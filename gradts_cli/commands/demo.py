@@ -7,16 +7,17 @@ from typing import Annotated, Any
 import typer
 
 from .. import output
-from ..options import DeviceOpt, ForceOpt, JsonOpt, PrecisionOpt, complete_task, state
+from ..options import DeviceOpt, ForceOpt, JsonOpt, PrecisionOpt, complete_task, state, value
 from ..views import demo as views
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo", help=HELP)(demo)
+    app.command("demo", help=HELP,
+                short_help="The whole pipeline on the built-in demo suite, offline.")(demo)
 
 
-HELP = """Run the whole pipeline on the built-in demo suite, offline, in about 3 minutes on a
-laptop CPU: data -> probe (8 tasks) -> corr -> trial -> fg -> report.
+HELP = """Run the whole pipeline on the built-in demo suite, offline: data -> probe (8 tasks)
+-> corr -> trial -> fg -> report; about 5 minutes on two CPU cores from an empty store.
 
 The demo suite has four families of two sibling tasks (negation, agreement, pair matching,
 topic) that need the same skill but share no content words: each task's sibling should be its
@@ -98,7 +99,7 @@ def demo(
         "train_size": train_size, "dev_size": dev_size, "seed": seed, "epochs": epochs,
         "lr": lr, "batch_size": batch_size, "max_length": max_length,
         "trial_epochs": trial_epochs, "trial_max_aux": trial_max_aux, "device": device,
-        "precision": precision}
+        "precision": value(precision)}
     settings = dataclasses.replace(
         DemoSettings(skip_trial=skip_trial, skip_fg=skip_fg or skip_trial),
         **{k: v for k, v in given.items() if v is not None})

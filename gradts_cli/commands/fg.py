@@ -9,32 +9,33 @@ import typer
 
 from .. import artefacts, output
 from ..options import (
-    ESTIMATORS,
-    METHODS,
-    BatchOpt,
     DeviceOpt,
-    EpochsOpt,
+    EstimatorOpt,
     ForceOpt,
     JsonOpt,
-    LrOpt,
     MaxLenOpt,
     MeasureOpt,
+    MethodOpt,
     ModelOpt,
     PrecisionOpt,
     PrimaryOpt,
     RevisionOpt,
     SeedOpt,
-    check_choice,
+    TrialBatchOpt,
+    TrialEpochsOpt,
+    TrialLrOpt,
     complete_task_list,
     require_model,
     split_list,
     state,
+    value,
 )
 from ..views import fg as views
 
 
 def register(app: typer.Typer) -> None:
-    app.command("fg", help=HELP)(fg)
+    app.command("fg", help=HELP,
+                short_help="GradTS-fg: keep only the auxiliary instances like the primary.")(fg)
 
 
 HELP = (
@@ -91,16 +92,12 @@ def fg(
     sweep: Annotated[str | None, typer.Option(
         "--sweep", help="Several thresholds in one command, e.g. 0.4,0.5,0.62,0.7.",
         show_default=False)] = None,
-    estimator: Annotated[str | None, typer.Option(
-        "--estimator", help="The primary's task matrix: during (default: \\[corr] estimator) or "
-        "after.", show_default=False)] = None,
-    method: Annotated[str | None, typer.Option(
-        "--method", help="Correlation: kendall (default), spearman or pearson.",
-        show_default=False)] = None,
+    estimator: EstimatorOpt = None,
+    method: MethodOpt = None,
     measure: MeasureOpt = None,
-    epochs: EpochsOpt = None,
-    batch_size: BatchOpt = None,
-    lr: LrOpt = None,
+    epochs: TrialEpochsOpt = None,
+    batch_size: TrialBatchOpt = None,
+    lr: TrialLrOpt = None,
     max_length: MaxLenOpt = None,
     seed: SeedOpt = None,
     seeds: Annotated[int | None, typer.Option(
@@ -121,8 +118,6 @@ def fg(
 ) -> None:
     from gradts_engine.errors import UsageError
 
-    check_choice(estimator, ESTIMATORS, "estimator", "--estimator")
-    check_choice(method, METHODS, "correlation method", "--method")
     given = [f for f, v in (("--threshold", threshold), ("--sweep", sweep),
                             ("--keep-fraction", keep_fraction)) if v is not None]
     if len(given) > 1:
@@ -135,11 +130,12 @@ def fg(
     artefacts.check_figure(figure)
     st = state(ctx)
     cfg = st.config(
-        run={"model": model, "revision": revision, "device": device, "precision": precision,
-             "seed": seed},
+        run={"model": model, "revision": revision, "device": device,
+             "precision": value(precision), "seed": seed},
         trial={"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_length": max_length,
                "seeds": seeds},
-        corr={"estimator": estimator, "method": method}, probe={"measure": measure})
+        corr={"estimator": value(estimator), "method": value(method)},
+        probe={"measure": value(measure)})
     if not primary:
         raise UsageError("no primary task given", hint="pass --primary NAME; see `gradts data "
                          "list`")

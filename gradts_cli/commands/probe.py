@@ -6,28 +6,29 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from gradts_engine.signal import Estimator
+
 from .. import output
 from ..options import (
-    ESTIMATORS,
-    BatchOpt,
     DeviceOpt,
-    EpochsOpt,
     ForceOpt,
     JsonOpt,
-    LrOpt,
     MaxLenOpt,
     MeasureOpt,
     ModelOpt,
     PrecisionOpt,
+    ProbeBatchOpt,
+    ProbeEpochsOpt,
+    ProbeLrOpt,
     RevisionOpt,
     SeedOpt,
     SuiteOpt,
     TaskOpt,
     TasksOpt,
-    check_choice,
     require_model,
-    split_list,
     state,
+    task_names,
+    value,
 )
 from ..views import probe as views
 
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("probe", help=HELP)(probe)
+    app.command("probe", help=HELP,
+                short_help="Fine-tune on each task and measure its head importance.")(probe)
 
 
 HELP = """Probe tasks: fine-tune the model on each task, then measure how important every
@@ -57,6 +59,8 @@ at once (--force recomputes); an interrupted run resumes with the tasks not yet 
   gradts probe --model ./my-model --tasks cola,sst2 --max-train-examples 2000 --json
 
   gradts probe --model roberta-base --suite demo --measure qkv --device cuda --precision bf16
+
+  torchrun --nproc-per-node 8 -m gradts_cli probe --model bert-base-cased --suite glue
 """
 
 
@@ -67,9 +71,9 @@ def probe(
     tasks: TasksOpt = None,
     suite: SuiteOpt = None,
     measure: MeasureOpt = None,
-    epochs: EpochsOpt = None,
-    batch_size: BatchOpt = None,
-    lr: LrOpt = None,
+    epochs: ProbeEpochsOpt = None,
+    batch_size: ProbeBatchOpt = None,
+    lr: ProbeLrOpt = None,
     max_length: MaxLenOpt = None,
     max_train_examples: Annotated[int | None, typer.Option(
         "--max-train-examples", min=1, help="Use only the first N training examples.",
@@ -84,23 +88,34 @@ def probe(
     trust_remote_code: Annotated[bool, typer.Option(
         "--trust-remote-code", help="Run the model repository's own code (only if you trust "
         "it).")] = False,
-    estimator: Annotated[str, typer.Option(
-        "--estimator", help="Which task matrix the heatmaps show: during or after.")] = "during",
+    estimator: Annotated[Estimator, typer.Option(
+        "--estimator", case_sensitive=False,
+        help="Which task matrix the heatmaps show (both are stored).")] = Estimator.DURING,
     force: ForceOpt = False,
     json_: JsonOpt = False,
+    nproc: Annotated[int | None, typer.Option(
+        "--nproc", min=1, help="Run in N processes on this machine (the same as torchrun "
+        "--nproc-per-node N; see docs/SCALE.md).", show_default=False)] = None,
 ) -> None:
     from gradts_engine.errors import UsageError
 
-    check_choice(estimator, ESTIMATORS, "estimator", "--estimator")
+    from .. import launch
+
+    if nproc is not None and nproc > 1:
+        if launch.world().distributed:
+            raise UsageError("--nproc inside a torchrun launch",
+                             hint="drop --nproc: torchrun already started the processes")
+        raise typer.Exit(launch.relaunch(nproc))
     st = state(ctx)
     cfg = st.config(
-        run={"model": model, "revision": revision, "device": device, "precision": precision,
+        run={"model": model, "revision": revision, "device": device,
+             "precision": value(precision),
              "seed": seed, "trust_remote_code": True if trust_remote_code else None},
-        probe={"measure": measure, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        probe={"measure": value(measure), "epochs": epochs, "batch_size": batch_size, "lr": lr,
                "max_length": max_length, "max_train_examples": max_train_examples,
                "instances": instances})
     registry = st.registry()
-    names = [*(task or []), *split_list(tasks)]
+    names = task_names(task, tasks)
     if not names and not suite:
         if not output.is_interactive():
             raise UsageError("no tasks given",
@@ -116,10 +131,12 @@ def probe(
     with views.progress(len(specs)) as on_event:
         result = probe_tasks(model_id, specs, store=store, run=cfg.run, probe=cfg.probe,
                              force=force, progress=on_event)
+    if not launch.is_main():
+        return  # rank 0 renders the whole run
     if json_:
         output.print_json(as_data(result))
         return
-    output.show(*views.renderables(result, estimator, {s.name: len(s.labels) for s in specs
+    output.show(*views.renderables(result, estimator.value, {s.name: len(s.labels) for s in specs
                                                        if s.kind == "classification"}))
 
 

@@ -9,20 +9,21 @@ import typer
 
 from .. import artefacts, output
 from ..options import (
-    ESTIMATORS,
-    METHODS,
+    EstimatorOpt,
     JsonOpt,
     MeasureOpt,
+    MethodOpt,
     ModelOpt,
     PrimaryOpt,
-    check_choice,
     state,
+    value,
 )
 from ..views import report as views
 
 
 def register(app: typer.Typer) -> None:
-    app.command("report", help=HELP)(report)
+    app.command("report", help=HELP,
+                short_help="What was measured, chosen and gained, with the cost.")(report)
 
 
 HELP = """Summarise what the store holds for a model: what was chosen and why.
@@ -58,12 +59,8 @@ def report(
     model: ModelOpt = None,
     primary: PrimaryOpt = None,
     measure: MeasureOpt = None,
-    estimator: Annotated[str | None, typer.Option(
-        "--estimator", help="Which task matrix the rankings use: during (default) or after.",
-        show_default=False)] = None,
-    method: Annotated[str | None, typer.Option(
-        "--method", help="kendall (tau-b, default), spearman or pearson.",
-        show_default=False)] = None,
+    estimator: EstimatorOpt = None,
+    method: MethodOpt = None,
     svg: Annotated[Path | None, typer.Option(
         "--svg", help="Also save the view as an SVG image to FILE.", metavar="FILE",
         show_default=False)] = None,
@@ -80,13 +77,10 @@ def report(
         "--no-matrix", help="Leave out the task x task matrix (shorter view).")] = False,
     json_: JsonOpt = False,
 ) -> None:
-
-    check_choice(estimator, ESTIMATORS, "estimator", "--estimator")
-    check_choice(method, METHODS, "correlation method", "--method")
     artefacts.check_figures_dir(figures)
     st = state(ctx)
-    cfg = st.config(run={"model": model}, probe={"measure": measure},
-                    corr={"method": method, "estimator": estimator})
+    cfg = st.config(run={"model": model}, probe={"measure": value(measure)},
+                    corr={"method": value(method), "estimator": value(estimator)})
 
     from gradts_engine.report import build_report
 

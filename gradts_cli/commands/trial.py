@@ -9,13 +9,10 @@ import typer
 
 from .. import artefacts, output
 from ..options import (
-    ESTIMATORS,
-    BatchOpt,
     DeviceOpt,
-    EpochsOpt,
+    EstimatorOpt,
     ForceOpt,
     JsonOpt,
-    LrOpt,
     MaxLenOpt,
     MeasureOpt,
     ModelOpt,
@@ -24,11 +21,14 @@ from ..options import (
     RevisionOpt,
     SeedOpt,
     SuiteOpt,
-    check_choice,
+    TrialBatchOpt,
+    TrialEpochsOpt,
+    TrialLrOpt,
     complete_task_list,
     require_model,
     split_list,
     state,
+    value,
 )
 from ..views import trial as views
 
@@ -36,7 +36,8 @@ COMPARE = ("random", "all")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("trial", help=HELP)(trial)
+    app.command("trial", help=HELP,
+                short_help="GradTS-trial: choose auxiliary tasks by multi-task trials.")(trial)
 
 
 HELP = (
@@ -71,14 +72,14 @@ def trial(
         "suite's tasks minus the primary).", autocompletion=complete_task_list,
         show_default=False)] = None,
     suite: SuiteOpt = None,
-    epochs: EpochsOpt = None,
+    epochs: TrialEpochsOpt = None,
     patience: Annotated[int | None, typer.Option(
         "--patience", min=1, help="Stop after this many trials without improvement "
         "(default: 1).", show_default=False)] = None,
     max_aux: Annotated[int | None, typer.Option(
         "--max-aux", min=0, help="At most this many auxiliary tasks.", show_default=False)] = None,
-    batch_size: BatchOpt = None,
-    lr: LrOpt = None,
+    batch_size: TrialBatchOpt = None,
+    lr: TrialLrOpt = None,
     max_length: MaxLenOpt = None,
     seed: SeedOpt = None,
     seeds: Annotated[int | None, typer.Option(
@@ -94,9 +95,7 @@ def trial(
         "--holdout-fraction", min=0.0, max=1.0, help="Keep this fraction of the primary's dev "
         "split (seeded) out of selection, to report an unbiased score.",
         show_default=False)] = None,
-    estimator: Annotated[str | None, typer.Option(
-        "--estimator", help="Importance estimator for the ranking: during (default) or after.",
-        show_default=False)] = None,
+    estimator: EstimatorOpt = None,
     measure: MeasureOpt = None,
     force: ForceOpt = False,
     figure: Annotated[Path | None, typer.Option(
@@ -109,7 +108,6 @@ def trial(
 ) -> None:
     from gradts_engine.errors import UsageError
 
-    check_choice(estimator, ESTIMATORS, "estimator", "--estimator")
     comp = split_list(compare)
     for c in comp:
         if c not in COMPARE:
@@ -118,11 +116,11 @@ def trial(
     artefacts.check_figure(figure)
     st = state(ctx)
     cfg = st.config(
-        run={"model": model, "revision": revision, "device": device, "precision": precision,
-             "seed": seed},
+        run={"model": model, "revision": revision, "device": device,
+             "precision": value(precision), "seed": seed},
         trial={"epochs": epochs, "patience": patience, "max_aux": max_aux,
                "batch_size": batch_size, "lr": lr, "max_length": max_length, "seeds": seeds},
-        corr={"estimator": estimator}, probe={"measure": measure})
+        corr={"estimator": value(estimator)}, probe={"measure": value(measure)})
     if not primary:
         raise UsageError("no primary task given", hint="pass --primary NAME; see `gradts data "
                          "list`")

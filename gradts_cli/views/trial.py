@@ -139,7 +139,9 @@ def progress(primary: str, main_metric: str) -> Iterator[live.Callback]:
 
     def on_plain(event: Any) -> None:
         m = event.metrics
-        if event.stage == Stage.MTL_EPOCH:
+        if event.stage == Stage.TRIAL_START:
+            output.err.print(f"training {event.message}")
+        elif event.stage == Stage.MTL_EPOCH:
             output.err.print(f"  {event.message}: epoch {event.done}/{event.total}  loss "
                              f"{m.get(f'loss_{primary}', nan):.4f}  dev {main_metric} "
                              f"{m.get(main_metric, nan):.4f}")

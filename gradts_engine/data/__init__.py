@@ -11,7 +11,8 @@
 * :mod:`.tokens` -- ragged tokenised splits (:class:`Encoded`), cached under kind ``tokens``;
 * :mod:`.batching` -- length-grouped batches and dynamic padding;
 * :mod:`.views` -- what ``gradts data list / show / get`` return;
-* :mod:`.add` -- ``gradts data add``: checking files and writing the task's TOML.
+* :mod:`.add`, :mod:`.checks` -- ``gradts data add`` (checking files and likely-broken
+  declarations, writing the task's TOML) and ``gradts data rm``.
 
 Heavy libraries (``datasets``, ``torch``) are imported inside functions only, so that the CLI
 can import this package for completion without paying for them.
@@ -19,7 +20,7 @@ can import this package for completion without paying for them.
 
 from __future__ import annotations
 
-from .add import AddedTask, add_local_task
+from .add import AddedTask, RemovedTask, add_local_task, cached_entries, remove_local_task
 from .batching import batches, collate
 from .hub import OFFLINE_HINT, recorded_revision
 from .splits import MISSING_LABEL, Split, data_fingerprint, load_split, load_task
@@ -42,6 +43,7 @@ __all__ = [
     "OFFLINE_HINT",
     "TOKENS_FORMAT",
     "AddedTask",
+    "RemovedTask",
     "Encoded",
     "Fetched",
     "Split",
@@ -50,6 +52,7 @@ __all__ = [
     "TaskSummary",
     "add_local_task",
     "availability",
+    "cached_entries",
     "batches",
     "collate",
     "data_fingerprint",
@@ -61,6 +64,7 @@ __all__ = [
     "load_split",
     "load_task",
     "recorded_revision",
+    "remove_local_task",
     "summarize_task",
     "tokenizer_fingerprint",
 ]

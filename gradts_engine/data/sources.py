@@ -116,6 +116,7 @@ def _delimited_header(path: Path, src: LocalSource) -> list[str]:
     """Column names of a CSV/TSV file: its header (BOM stripped) or ``"0"``, ``"1"``, ..."""
     delimiter = "\t" if src.format == "tsv" else ","
     quoting: Any = csv.QUOTE_MINIMAL if src.quoting else csv.QUOTE_NONE
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # long rows are data, not errors
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f, delimiter=delimiter, quoting=quoting)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import StoreError
-from ..progress import ProgressFn, emit
+from ..progress import ProgressFn, Stage, emit
 from ..store import Store
 from ..tasks.spec import LocalSource, SyntheticSource, TaskSpec
 from .hub import recorded_revision, revision_key
@@ -45,12 +45,12 @@ def fetch_tasks(specs: Sequence[TaskSpec], *, store: Store,
     commit in the store; stops at the first task that cannot be made available."""
     out: list[Fetched] = []
     for i, spec in enumerate(specs):
-        emit(progress, "data", task=spec.name, done=i, total=len(specs),
+        emit(progress, Stage.DATA, task=spec.name, done=i, total=len(specs),
              message=f"loading {spec.source_label()}")
         sizes = fetch_task(spec, store=store)
         out.append(Fetched(spec.name, spec.source_label(), sizes,
                            recorded_revision(spec, store), data_fingerprint(spec, store=store)))
-        emit(progress, "data", task=spec.name, done=i + 1, total=len(specs), message="ready")
+        emit(progress, Stage.DATA, task=spec.name, done=i + 1, total=len(specs), message="ready")
     return out
 
 

@@ -36,8 +36,9 @@ from ..mtl import MTLSettings
 from ..progress import NoteKind, Stage, emit
 from ..signal import ImportanceSignal
 from ..store import Store, safe_component
+from ..training import device_name
 from .cuts import FG_VERSION, Selection, instance_taus, select, selection_key
-from .ledger import EvalPlan, Ledger, Run, TrainFn, device_name, open_ledger
+from .ledger import EvalPlan, Ledger, Run, TrainFn, open_ledger
 from .records import Cut, FgResult, FgRow, Reference, TauSummary, TrialSummary, decode, encode
 from .stats import mean_metrics, paired_interval, seed_mean, seed_std
 

@@ -32,6 +32,7 @@ from ..errors import ConfigError, DataError
 from ..mtl import EpochRecord, MTLResult, MTLSettings
 from ..serialize import to_jsonable
 from ..store import Key, Store, safe_component
+from ..training import precision_name
 
 if TYPE_CHECKING:
     from ..config import RunSettings
@@ -161,13 +162,17 @@ def write_run(store: Store, key: Key, model_name: str, r: MTLResult) -> None:
             "model_name": model_name, "main_metric": r.main_metric,
             "score": to_jsonable(r.score), "best_epoch": r.best_epoch,
             "seconds": round(r.seconds, 3)}
+    arrays = ("dev_predictions", "dev_labels", "dev_index", "report_predictions")
     record = to_jsonable({f.name: getattr(r, f.name) for f in dataclasses.fields(r)
-                          if f.name not in ("dev_predictions", "dev_labels", "dev_index")})
+                          if f.name not in arrays})
     with store.writer(key, info=info) as w:
         w.save_json("result", record)
         w.save_arrays("dev", {"predictions": np.asarray(r.dev_predictions),
                               "labels": np.asarray(r.dev_labels),
                               "index": np.asarray(r.dev_index, dtype=np.int64)})
+        for name, (pred, y) in getattr(r, "report_predictions", {}).items():
+            w.save_arrays(f"report-{name}", {"predictions": np.asarray(pred),
+                                             "labels": np.asarray(y)})
 
 
 def _num(v: Any) -> float:
@@ -178,6 +183,12 @@ def read_run(store: Store, entry: Any) -> MTLResult:
     """One stored run back as the :class:`mtl.MTLResult` it was."""
     d = store.load_json(entry, "result")
     arrays = store.load_arrays(entry, "dev")
+    files = entry.meta.get("files", {})
+    reports = {}
+    for name in d.get("report_metrics", {}):   # runs stored by earlier versions have none
+        if any(str(f).startswith(f"report-{name}.") for f in files):
+            a = store.load_arrays(entry, f"report-{name}")
+            reports[name] = (a["predictions"], a["labels"])
     return MTLResult(
         primary=d["primary"], aux=tuple(d["aux"]), seed=int(d["seed"]),
         epochs=tuple(EpochRecord(e["epoch"], {k: _num(v) for k, v in e["train_loss"].items()},
@@ -190,7 +201,8 @@ def read_run(store: Store, entry: Any) -> MTLResult:
         dev_index=arrays["index"], eval_split=d.get("eval_split", "dev"),
         report_metrics={k: {m: _num(x) for m, x in v.items()}
                         for k, v in d.get("report_metrics", {}).items()},
-        train_sizes=d.get("train_sizes", {}), examples_seen=d.get("examples_seen", {}))
+        train_sizes=d.get("train_sizes", {}), examples_seen=d.get("examples_seen", {}),
+        report_predictions=reports)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,6 +233,7 @@ class Ledger:
     plan: EvalPlan
     train: TrainFn
     progress: ProgressFn | None = None
+    cap: int | None = None            # --max-train-examples: each task's first ``cap`` examples
     trained: int = 0
     _done: dict[str, Run] = field(default_factory=dict, repr=False)
     _sizes: dict[str, int] = field(default_factory=dict, repr=False)
@@ -235,7 +248,20 @@ class Ledger:
 
     def key(self, aux: Sequence[str], seed: int,
             subsets: Mapping[str, np.ndarray] | None = None) -> Key:
-        return run_key(self.store, self.ctx, tuple(aux), seed, subsets)
+        return run_key(self.store, self.ctx, tuple(aux), seed, self.capped(aux, subsets))
+
+    def capped(self, aux: Sequence[str], subsets: Mapping[str, np.ndarray] | None
+               ) -> Mapping[str, np.ndarray] | None:
+        """``subsets`` with every task of the run cut to its first :attr:`cap` examples."""
+        if self.cap is None:
+            return subsets
+        out = dict(subsets or {})
+        for t in [self.ctx.primary.name, *aux]:
+            if t in out:
+                out[t] = np.asarray(out[t])[np.asarray(out[t]) < self.cap]
+            elif self.train_size(t) > self.cap:
+                out[t] = np.arange(self.cap, dtype=np.int64)
+        return out or None
 
     def find(self, aux: Sequence[str], seed: int,
              subsets: Mapping[str, np.ndarray] | None = None) -> Run | None:
@@ -252,8 +278,9 @@ class Ledger:
             before_training: Callable[[], None] | None = None) -> Run:
         """The run of ``P + aux`` with ``seed``: loaded, or trained and stored under the lock."""
         key = self.key(aux, seed, subsets)
-        if str(key) in self._done:
-            return dataclasses.replace(self._done[str(key)], cached=True)
+        done = self._done.get(str(key))
+        if done is not None and not (force and done.cached):  # trained in this call: reuse
+            return dataclasses.replace(done, cached=True)
         interrupts.check()  # a safe point: between runs nothing is half-written
         with self.store.lock(key):
             if self.store.exists(key) and not force:
@@ -261,6 +288,7 @@ class Ledger:
             else:
                 if before_training is not None:
                     before_training()
+                subsets = self.capped(aux, subsets)
                 extra = {"subsets": dict(subsets)} if subsets else {}
                 r = self.train(self.ref, self.ctx.primary, [self.ctx.specs[a] for a in aux],
                                store=self.store, run=self.run, settings=self.ctx.settings,
@@ -277,7 +305,8 @@ class Ledger:
 def open_ledger(store: Store, ref: ModelRef, primary: TaskSpec, specs: Mapping[str, TaskSpec],
                 *, settings: MTLSettings, run: RunSettings, plan: EvalPlan,
                 probes: Mapping[str, str], train: TrainFn,
-                progress: ProgressFn | None = None) -> Ledger:
+                progress: ProgressFn | None = None,
+                max_train_examples: int | None = None) -> Ledger:
     """A :class:`Ledger` for ``primary`` with the tasks ``specs`` (data fingerprints read now)."""
     from ..data import data_fingerprint
 
@@ -286,25 +315,6 @@ def open_ledger(store: Store, ref: ModelRef, primary: TaskSpec, specs: Mapping[s
         data_fp={n: data_fingerprint(s, store=store) for n, s in specs.items()},
         importance=dict(probes), settings=settings, precision=precision_name(run),
         eval_spec=dict(plan.spec))
-    return Ledger(store, ctx, ref, run, plan, train, progress)
-
-
-# ---------------------------------------------------------------------------------------------
-# device and precision names (recorded in settings; precision is part of run keys)
-
-
-def device_name(run: RunSettings) -> str:
-    """Where the runs of this call trained (recorded for the cost ledger, not in keys)."""
-    from ..models import resolve_device
-
-    return str(resolve_device(run.device))
-
-
-def precision_name(run: RunSettings) -> str:
-    """``fp32``, ``bf16`` or ``fp16``: the precision the runs of this call train in."""
-    import torch
-
-    from ..models import resolve_device, resolve_precision
-
-    dtype = resolve_precision(run.precision, resolve_device(run.device))
-    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")  # type: ignore
+    if max_train_examples is not None and max_train_examples < 1:
+        raise ConfigError(f"--max-train-examples must be at least 1, not {max_train_examples}")
+    return Ledger(store, ctx, ref, run, plan, train, progress, max_train_examples)

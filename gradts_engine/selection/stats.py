@@ -22,7 +22,8 @@ import numpy as np
 from ..metrics import mean_metrics, seed_mean, seed_std
 
 __all__ = ["BOOTSTRAP_SAMPLES", "NOISE_LEVEL", "aligned", "mean_metrics", "noise_verdict",
-           "paired_bootstrap", "paired_interval", "resampled_metric", "seed_mean", "seed_std"]
+           "paired_bootstrap", "paired_diffs", "paired_interval", "percentile_interval",
+           "resampled_metric", "seed_mean", "seed_std"]
 
 BOOTSTRAP_SAMPLES = 1000
 NOISE_LEVEL = 0.90
@@ -74,19 +75,10 @@ def resampled_metric(metric: str, pred: np.ndarray, y: np.ndarray, W: np.ndarray
     return out
 
 
-def paired_bootstrap(metric: str, labels: np.ndarray, selected: Sequence[np.ndarray],
-                     baseline: Sequence[np.ndarray], *, n_boot: int = BOOTSTRAP_SAMPLES,
-                     level: float = NOISE_LEVEL, seed: int = 0,
-                     resample_seeds: bool = False) -> tuple[float, float]:
-    """Percentile interval of ``mean_s metric(selected_s) - mean_s metric(baseline_s)``.
-
-    Examples are resampled with replacement (``rng.integers(0, N, (n_boot, N))`` with
-    ``rng = default_rng(seed)``, drawn in chunks in that order), the same resample for both
-    sides (paired). ``resample_seeds``: ``selected`` and ``baseline`` hold one prediction
-    array per seed, in the same seed order; after each chunk of example draws, seed indices are
-    drawn with replacement (``rng.integers(0, S, (c, S))``) and each side's per-seed metrics are
-    averaged with those counts (paired by seed).
-    """
+def paired_diffs(metric: str, labels: np.ndarray, selected: Sequence[np.ndarray],
+                 baseline: Sequence[np.ndarray], *, n_boot: int = BOOTSTRAP_SAMPLES,
+                 seed: int = 0, resample_seeds: bool = False) -> np.ndarray:
+    """The bootstrap replicates (n_boot,) of the paired difference (:func:`paired_bootstrap`)."""
     rng = np.random.default_rng(seed)
     y = np.asarray(labels)
     n = y.shape[0]
@@ -108,11 +100,34 @@ def paired_bootstrap(metric: str, labels: np.ndarray, selected: Sequence[np.ndar
             diffs[start:start + c] = ((sel * Ws).sum(1) - (base * Ws).sum(1)) / S
         else:
             diffs[start:start + c] = sel.mean(1) - base.mean(1)
-    diffs = diffs[np.isfinite(diffs)]
-    if not diffs.size:
+    return diffs
+
+
+def percentile_interval(diffs: np.ndarray, level: float = NOISE_LEVEL) -> tuple[float, float]:
+    """The percentile interval of the finite replicates (NaN, NaN when there are none)."""
+    d = np.asarray(diffs)
+    d = d[np.isfinite(d)]
+    if not d.size:
         return math.nan, math.nan
     alpha = (1.0 - level) / 2
-    return float(np.quantile(diffs, alpha)), float(np.quantile(diffs, 1 - alpha))
+    return float(np.quantile(d, alpha)), float(np.quantile(d, 1 - alpha))
+
+
+def paired_bootstrap(metric: str, labels: np.ndarray, selected: Sequence[np.ndarray],
+                     baseline: Sequence[np.ndarray], *, n_boot: int = BOOTSTRAP_SAMPLES,
+                     level: float = NOISE_LEVEL, seed: int = 0,
+                     resample_seeds: bool = False) -> tuple[float, float]:
+    """Percentile interval of ``mean_s metric(selected_s) - mean_s metric(baseline_s)``.
+
+    Examples are resampled with replacement (``rng.integers(0, N, (n_boot, N))`` with
+    ``rng = default_rng(seed)``, drawn in chunks in that order), the same resample for both
+    sides (paired). ``resample_seeds``: ``selected`` and ``baseline`` hold one prediction
+    array per seed, in the same seed order; after each chunk of example draws, seed indices are
+    drawn with replacement (``rng.integers(0, S, (c, S))``) and each side's per-seed metrics are
+    averaged with those counts (paired by seed).
+    """
+    return percentile_interval(paired_diffs(metric, labels, selected, baseline, n_boot=n_boot,
+                                            seed=seed, resample_seeds=resample_seeds), level)
 
 
 def aligned(runs: Sequence[Any]) -> bool:

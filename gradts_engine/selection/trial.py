@@ -38,7 +38,8 @@ from ..mtl import MTLSettings
 from ..progress import NoteKind, Stage, emit
 from ..signal import ImportanceSignal
 from ..store import Store, safe_component
-from .ledger import EvalPlan, Ledger, Run, TrainFn, device_name, open_ledger
+from ..training import device_name
+from .ledger import EvalPlan, Ledger, Run, TrainFn, open_ledger
 from .records import (
     HoldoutReport,
     NoiseVerdict,
@@ -167,13 +168,14 @@ def greedy_prefixes(order: Sequence[str], trial: Callable[[tuple[str, ...], str]
 def run_trial(model: str, primary: TaskSpec, candidates: Sequence[TaskSpec], *, store: Store,
               run: RunSettings | None = None, trial: TrialSettings | None = None,
               signal: ImportanceSignal | None = None, compare: Sequence[str] = (),
-              holdout_fraction: float | None = None, force: bool = False,
-              progress: ProgressFn | None = None, train_fn: TrainFn | None = None
-              ) -> TrialSummary:
+              holdout_fraction: float | None = None, max_train_examples: int | None = None,
+              force: bool = False, progress: ProgressFn | None = None,
+              train_fn: TrainFn | None = None) -> TrialSummary:
     """GradTS-trial for ``primary`` over ``candidates`` (see the module docstring).
 
     ``compare``: also train a random set of the selected size (``random``) and all candidates
-    (``all``). ``train_fn`` replaces :func:`mtl.train_mtl` (tests).
+    (``all``). ``max_train_examples``: every task trains on its first n examples (a ledger
+    setting, so part of the run keys). ``train_fn`` replaces :func:`mtl.train_mtl` (tests).
     """
     from .. import mtl
     from ..config import RunSettings, TrialSettings
@@ -202,7 +204,8 @@ def run_trial(model: str, primary: TaskSpec, candidates: Sequence[TaskSpec], *, 
     ref = resolve_model(model, run.revision, trust_remote_code=run.trust_remote_code)
     plan = EvalPlan.build(primary, store, holdout_fraction, run.seed)
     ledger = open_ledger(store, ref, primary, specs, settings=settings, run=run, plan=plan,
-                         probes=choice.keys, train=train_fn or mtl.train_mtl, progress=progress)
+                         probes=choice.keys, train=train_fn or mtl.train_mtl, progress=progress,
+                         max_train_examples=max_train_examples)
     k_max = len(order) if trial.max_aux is None else min(trial.max_aux, len(order))
     seeds = tuple(run.seed + i for i in range(trial.seeds))
     train_set = SetTrainer(ledger, seeds, 1 + k_max + len(compare), progress, force)
@@ -216,7 +219,9 @@ def run_trial(model: str, primary: TaskSpec, candidates: Sequence[TaskSpec], *, 
 
     trial_settings = {**settings.key(), "patience": trial.patience, "max_aux": trial.max_aux,
                       "seeds": trial.seeds, "seed": run.seed, "precision": ledger.ctx.precision,
-                      "holdout_fraction": holdout_fraction, "compare": list(compare)}
+                      "holdout_fraction": holdout_fraction, "compare": list(compare),
+                      **({"max_train_examples": max_train_examples}
+                         if max_train_examples is not None else {})}
     summary = TrialSummary(
         primary=primary.name, model=ref.cache_id, model_name=ref.name,
         main_metric=primary.main_metric, ranking=ranking, trials=tuple(trials),

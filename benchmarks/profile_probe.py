@@ -1,0 +1,220 @@
+"""Where the time of one demo probe goes: model load, tokenisation, fine-tuning, after pass, ...
+
+Runs :func:`gradts_engine.probe.probe_tasks` on demo tasks with the demo's settings (600
+training examples, 1 epoch, batch 16, lr 1e-4, max length 48, the bundled MiniLM) in a fresh
+temporary store, and times every stage with ``time.perf_counter`` by wrapping the engine
+functions that do the work (inclusive wall time of each call; nothing else is changed):
+
+    resolve      models.resolve_model + read_config + load_tokenizer (once per run)
+    data         data.load_split (the demo generator; train and dev)
+    tokenise     data.encode_split (train and dev; cached in the store per split)
+    model load   models.build_task_model (pretrained encoder from disk + seeded head)
+    fine-tune    the training loop (gates open: the ``during`` estimator)
+    dev eval     the fine-tuned probe on the dev split
+    after pass   the per-example importance pass (instance matrices R_i)
+    store write  EntryWriter.save_arrays + commit (checksums, atomic rename)
+
+"rest" is the probe's wall time minus the top-level stages (keys, fingerprints, locks, reading
+the result back). The first task of a run also pays the one-time costs (imports happen before
+the clock starts). ``--cprofile N`` additionally prints the N functions of largest cumulative
+time from ``cProfile`` (its own overhead inflates Python-heavy parts).
+
+    python benchmarks/profile_probe.py                         # match_person, topic_news
+    python benchmarks/profile_probe.py --task neg_movie --no-instances
+    python benchmarks/profile_probe.py --threads 1 --json
+
+Timings on a shared machine are noisy: say how loaded it was when quoting them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import importlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+# (stage, module, attributes): every existing attribute of a stage is wrapped
+STAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("resolve", "gradts_engine.models", ("resolve_model", "read_config", "load_tokenizer")),
+    ("data", "gradts_engine.data", ("load_split",)),
+    ("tokenise", "gradts_engine.data", ("encode_split",)),
+    ("model load", "gradts_engine.models", ("build_task_model",)),
+    ("fine-tune", "gradts_engine.probe", ("fine_tune",)),
+    ("dev eval", "gradts_engine.probe", ("_dev_metrics", "dev_metrics")),
+    ("after pass", "gradts_engine.probe", ("importance_pass",)),
+    ("store write", "gradts_engine.store", ("EntryWriter.save_arrays", "EntryWriter.commit")),
+)
+
+
+class StageClock:
+    """Exclusive wall time per stage: a stage entered inside another (say the store write of
+    the instance chunks inside the after pass) is taken out of the outer one; re-entering the
+    same stage counts once."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._stack: list[list[Any]] = []      # [stage, start, time spent in inner stages]
+        self.missing: list[str] = []
+        self._undo: list[Callable[[], None]] = []
+
+    def wrap(self, stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if self._stack and self._stack[-1][0] == stage:
+                return fn(*args, **kwargs)
+            frame = [stage, time.perf_counter(), 0.0]
+            self._stack.append(frame)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._stack.pop()
+                spent = time.perf_counter() - frame[1]
+                self.seconds[stage] += spent - frame[2]
+                self.calls[stage] += 1
+                if self._stack:
+                    self._stack[-1][2] += spent
+        return timed
+
+    def install(self) -> None:
+        for stage, mod_name, attrs in STAGES:
+            mod = importlib.import_module(mod_name)
+            found = False
+            for attr in attrs:
+                owner: Any = mod
+                *path, name = attr.split(".")
+                for p in path:
+                    owner = getattr(owner, p, None)
+                if owner is None or not hasattr(owner, name):
+                    continue
+                found = True
+                orig = getattr(owner, name)
+                setattr(owner, name, self.wrap(stage, orig))
+                self._undo.append(functools.partial(setattr, owner, name, orig))
+            if not found:
+                self.missing.append(f"{stage} ({mod_name}.{'/'.join(attrs)})")
+
+    def remove(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+
+
+@contextlib.contextmanager
+def clocked() -> Iterator[StageClock]:
+    clock = StageClock()
+    clock.install()
+    try:
+        yield clock
+    finally:
+        clock.remove()
+
+
+def profile_one(task: str, args: argparse.Namespace) -> dict[str, Any]:
+    from gradts_engine import models
+    from gradts_engine.config import ProbeSettings, RunSettings
+    from gradts_engine.probe import probe_tasks
+    from gradts_engine.store import Store
+    from gradts_engine.tasks import build_registry
+
+    model = args.model or str(models.demo_model_path())
+    registry = build_registry(include_user=False, demo_seed=0,
+                              demo_sizes={"train": args.train_size, "dev": 200, "test": 200})
+    spec = registry.get(task)
+    run = RunSettings(model=model, device="cpu", precision="fp32", seed=args.seed)
+    settings = ProbeSettings(measure="gate", epochs=1, batch_size=16, lr=1e-4, max_length=48,
+                             instances=not args.no_instances)
+    with tempfile.TemporaryDirectory(prefix="gradts-profile-") as home:
+        store = Store(home)
+        prof = None
+        if args.cprofile:
+            import cProfile
+
+            prof = cProfile.Profile()
+        with clocked() as clock:
+            t0 = time.perf_counter()
+            if prof is not None:
+                prof.enable()
+            out = probe_tasks(model, [spec], store=store, run=run, probe=settings)
+            if prof is not None:
+                prof.disable()
+            wall = time.perf_counter() - t0
+        info = out.outcomes[0].result.info
+    top = sum(clock.seconds.values())
+    row = {"task": task, "wall_s": wall, "stages": dict(clock.seconds),
+           "calls": dict(clock.calls), "rest_s": wall - top, "missing": clock.missing,
+           "fine_tune_examples_per_s": info["timings"].get("examples_per_s"),
+           "importance_examples_per_s": info["timings"].get("importance_examples_per_s"),
+           "dev": (info.get("dev") or {}).get("main"), "instances": args.train_size}
+    if prof is not None:
+        import io
+        import pstats
+
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(args.cprofile)
+        row["cprofile"] = buf.getvalue()
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", action="append", help="demo task (repeatable); default "
+                    "match_person and topic_news")
+    ap.add_argument("--model", help="model directory (default: the bundled MiniLM)")
+    ap.add_argument("--train-size", type=int, default=600)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--no-instances", action="store_true", help="probe with instances=False")
+    ap.add_argument("--cprofile", type=int, default=0, metavar="N")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = [profile_one(t, args) for t in (args.task or ["match_person", "topic_news"])]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    head = {"cores": cores, "torch_threads": torch.get_num_threads(),
+            "load_avg_1min_before_end": load}
+    if args.json:
+        print(json.dumps({**head, "rows": rows}, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    for r in rows:
+        t = Table(title=f"probe of {r['task']} ({r['instances']} train examples; {cores} cores, "
+                  f"{head['torch_threads']} torch threads, load avg {load:.1f})",
+                  title_justify="left")
+        for c, j in (("stage", "left"), ("seconds", "right"), ("share", "right"),
+                     ("calls", "right")):
+            t.add_column(c, justify=j)  # type: ignore[arg-type]
+        for s, _m, _a in STAGES:
+            if s in r["stages"]:
+                sec = r["stages"][s]
+                t.add_row(s, f"{sec:.2f}", f"{sec / r['wall_s']:.0%}", str(r["calls"][s]))
+        t.add_row("rest", f"{r['rest_s']:.2f}", f"{r['rest_s'] / r['wall_s']:.0%}", "")
+        t.add_row("[bold]probe wall[/bold]", f"[bold]{r['wall_s']:.2f}[/bold]", "", "")
+        con.print(t)
+        con.print(f"fine-tune {r['fine_tune_examples_per_s']} ex/s, after pass "
+                  f"{r['importance_examples_per_s']} ex/s, dev {r['dev']}")
+        if r["missing"]:
+            con.print("[yellow]not found (not timed):[/yellow] " + ", ".join(r["missing"]))
+        if "cprofile" in r:
+            con.print(r["cprofile"], markup=False, highlight=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -88,7 +88,7 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], num: Sequence[int
 
 
 def _findings(rep: Report) -> str:
-    parts = ["<h2>Findings</h2><ul>"]
+    parts = ["<h2>Findings: what was chosen and why</h2><ul>"]
     parts += [f"<li>{_e(f)}</li>" for f in rep.findings]
     parts.append("</ul>")
     if rep.notes or rep.corr_note:

@@ -305,3 +305,4 @@ def provenance(store: Store, key_paths: Sequence[str]) -> tuple[EntryProvenance,
             data=spec.get("data"), created=meta.get("created"),
             versions=dict(meta.get("versions", {})), settings=dict(spec.get("settings", {}))))
     return tuple(out)
+

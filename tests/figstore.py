@@ -125,3 +125,22 @@ def report_and_taus(store: Store, model: str):
     taus = {f.primary: {t: tau for t, (_, tau) in fg_instance_taus(store, f).items()}
             for f in rep.fg}
     return rep, taus
+
+
+def cli_store(tmp_path: Path, tmp_path_factory, monkeypatch) -> tuple[Path, str]:
+    """A private copy of the shared store for CLI runs (which may add entries), with the
+    CLI's registry at the store's demo sizes and the scripted trainer; (root, model)."""
+    import shutil
+
+    from gradts_cli import options
+    from gradts_engine import mtl
+    from gradts_engine.tasks import build_registry
+
+    store, model, _ = shared(tmp_path_factory)
+    root = tmp_path / "store"
+    shutil.copytree(store.root, root)
+    monkeypatch.setattr(options.State, "registry",
+                        lambda self: build_registry(self.tasks_files, include_user=False,
+                                                    demo_sizes=SIZES))
+    monkeypatch.setattr(mtl, "train_mtl", _fake_train)
+    return root, model

@@ -141,3 +141,81 @@ def test_provenance_names_model_data_and_versions(setup) -> None:
     (p,) = export.provenance(store, [r.entry.key_path, "probe/gone/000000000000"])
     assert p.task == "neg_movie" and p.kind == "probe" and p.data == r.entry.spec["data"]
     assert p.model == r.model and p.versions["gradts"] and p.settings["epochs"] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# long-format CSV and the command line
+
+
+def _long(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    from gradts_engine.longcsv import LONG_COLUMNS
+
+    assert rows and list(rows[0]) == list(LONG_COLUMNS)
+    return rows
+
+
+def test_cli_csv_on_trial_fg_report(tmp_path: Path, tmp_path_factory, monkeypatch) -> None:
+    from gradts_cli.app import main
+
+    root, model = figstore.cli_store(tmp_path, tmp_path_factory, monkeypatch)
+    base = ["--home", str(root)]
+    p = figstore.PRIMARY
+    assert main([*base, "trial", "--model", model, "--primary", p, "--candidates",
+                 ",".join(figstore.TASKS[1:]), "--epochs", "1", "--seeds", "2", "--max-aux",
+                 "2", "--patience", "2", "--device", "cpu", "--csv", str(tmp_path / "t.csv"),
+                 "--json"]) == 0
+    assert main([*base, "fg", "--model", model, "--primary", p, "--sweep", "0,0.3,0.6",
+                 "--epochs", "1", "--seeds", "2", "--device", "cpu",
+                 "--csv", str(tmp_path / "f.csv"), "--json"]) == 0
+    assert main([*base, "report", "--model", model, "--primary", p, "--json",
+                 "--csv", str(tmp_path / "r.csv")]) == 0
+    from gradts_engine.selection.trial import load_trial_summary
+    from gradts_engine.store import Store
+
+    t = load_trial_summary(Store(root), model, p)
+    rows = _long(tmp_path / "t.csv")
+    for r in (*t.trials, *t.comparisons):
+        got = [float(x["value"]) for x in rows if x["set"] == "+".join(r.aux)
+               and x["quantity"] == t.main_metric]
+        assert got == pytest.approx(list(r.scores))
+    sel = [x for x in rows if x["quantity"] == "selected" and x["value"] == "1"]
+    assert [x["set"] for x in sel] == ["+".join(t.selected)]
+    fg = load_fg_result(Store(root), model, p)
+    rows = _long(tmp_path / "f.csv")
+    for r in fg.rows:
+        kept = {x["task"]: int(x["value"]) for x in rows
+                if x["set"] == r.cut.label and x["quantity"] == "kept"}
+        assert kept == {k.task: k.kept for k in r.kept}
+    stages = {x["stage"] for x in _long(tmp_path / "r.csv")}
+    assert stages == {"probe", "corr", "trial", "fg", "cost"}
+
+
+def test_cli_cache_export(tmp_path: Path, tmp_path_factory, monkeypatch,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    from gradts_cli.app import main
+
+    root, model = figstore.cli_store(tmp_path, tmp_path_factory, monkeypatch)
+    base = ["--home", str(root), "cache", "export"]
+    out = tmp_path / "exp"
+    assert main([*base, str(out), "--model", model, "--task", "neg_product",
+                 "--instances"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "neg_product.after.npy", "neg_product.after_raw.npy", "neg_product.during.npy",
+        "neg_product.during_raw.npy", "neg_product.index.npy", "neg_product.instances.npy"]
+    kept = tmp_path / "kept.jsonl"
+    assert main([*base, str(kept), "--model", model, "--kept", figstore.PRIMARY,
+                 "--cut", "tau ≥ 0.6"]) == 0
+    recs = [json.loads(line) for line in kept.read_text().splitlines()]
+    from gradts_engine.store import Store
+
+    fg = load_fg_result(Store(root), model, figstore.PRIMARY)
+    row = next(r for r in fg.rows if r.cut.label == "tau ≥ 0.6")
+    assert len(recs) == row.kept_total and all(r["tau"] >= 0.6 for r in recs)
+    capsys.readouterr()
+    assert main([*base, str(kept), "--model", model, "--kept", figstore.PRIMARY,
+                 "--instances"]) == 2
+    assert "--kept exports fg's kept rows" in capsys.readouterr().err
+    assert main([*base, str(kept), "--model", model, "--kept", "topic_news"]) == 9
+    assert "gradts fg --model" in capsys.readouterr().err

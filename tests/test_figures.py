@@ -207,3 +207,60 @@ def test_importing_the_cli_never_imports_matplotlib() -> None:
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# the command-line flags
+
+
+def test_cli_figure_flags_on_corr_trial_fg(tmp_path: Path, tmp_path_factory, monkeypatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    from gradts_cli.app import main
+
+    root, model = figstore.cli_store(tmp_path, tmp_path_factory, monkeypatch)
+    base = ["--home", str(root)]
+    p = figstore.PRIMARY
+    assert main([*base, "corr", "--model", model, "--figure", str(tmp_path / "c.png")]) == 0
+    assert main([*base, "trial", "--model", model, "--primary", p, "--candidates",
+                 ",".join(figstore.TASKS[1:]), "--epochs", "1", "--seeds", "2", "--max-aux",
+                 "2", "--patience", "2", "--device", "cpu",
+                 "--figure", str(tmp_path / "t.svg")]) == 0
+    assert main([*base, "fg", "--model", model, "--primary", p, "--sweep", "0,0.3,0.6",
+                 "--epochs", "1", "--seeds", "2", "--device", "cpu",
+                 "--figure", str(tmp_path / "f.pdf")]) == 0
+    err = "".join(capsys.readouterr().err.split())  # messages may wrap
+    for name in ("c.png", "t.svg", "f.pdf", "f-taus.pdf"):
+        assert (tmp_path / name).stat().st_size > 1000 and f"wrote{tmp_path / name}" in err
+    with Image.open(tmp_path / "c.png") as im:
+        assert im.size[0] == round(plots.COLUMN_W * figures.DPI)
+    assert "neg_product" in (tmp_path / "t.svg").read_text()
+
+
+def test_cli_figure_errors_come_before_any_work(tmp_path: Path, tmp_path_factory, monkeypatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from gradts_cli.app import main
+
+    root, model = figstore.cli_store(tmp_path, tmp_path_factory, monkeypatch)
+    assert main(["--home", str(root), "corr", "--model", model, "--figure",
+                 str(tmp_path / "c.jpg")]) == 2
+    assert "png, .svg or .pdf" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["--home", str(root), "report", "--model", model, "--figures",
+                 str(tmp_path / "figs")]) == 1
+    err = capsys.readouterr().err
+    assert "pip install 'gradts[plot]'" in err and "Traceback" not in err
+    assert not (tmp_path / "figs").exists()
+
+
+def test_cli_report_figures_dir(tmp_path: Path, tmp_path_factory, monkeypatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    from gradts_cli.app import main
+
+    root, model = figstore.cli_store(tmp_path, tmp_path_factory, monkeypatch)
+    out = tmp_path / "figs"
+    assert main(["--home", str(root), "report", "--model", model, "--primary",
+                 figstore.PRIMARY, "--figures", str(out)]) == 0
+    assert sorted(p.stem for p in out.glob("*.png")) == sorted(NAMES)
+    assert len(list(out.iterdir())) == 3 * len(NAMES)

@@ -123,3 +123,17 @@ def test_page_in_headless_chromium(page, tmp_path: Path) -> None:
     assert len(got["imgs"]) == 6
     assert all(i["ok"] and i["w"] > 200 and i["h"] > 80 for i in got["imgs"])
     assert all(n.startswith(("data:", "file:")) for n in got["res"]), got["res"]
+
+
+def test_cli_report_html_is_the_self_contained_page(tmp_path: Path, tmp_path_factory,
+                                                    monkeypatch) -> None:
+    pytest.importorskip("matplotlib")
+    from gradts_cli.app import main
+
+    root, model = figstore.cli_store(tmp_path, tmp_path_factory, monkeypatch)
+    out = tmp_path / "r.html"
+    assert main(["--home", str(root), "report", "--model", model, "--primary",
+                 figstore.PRIMARY, "--html", str(out), "--json"]) == 0
+    text = out.read_text()
+    assert text.startswith("<!DOCTYPE html>") and text.count('src="data:image/png;base64,') == 6
+    assert "<h2>Provenance</h2>" in text

@@ -76,3 +76,8 @@ def rm(ctx: typer.Context,
         for removed in st.remove(p):
             output.success(f"removed {removed}")
 
+
+
+from .cache_export import register_export  # noqa: E402 - the export command lives beside
+
+register_export(cache_app)

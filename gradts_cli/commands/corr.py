@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .. import output
+from .. import artefacts, output
 from ..checks import check_model, check_tasks, probed_task_names
 from ..options import (
     EstimatorOpt,
@@ -88,6 +88,9 @@ def corr(
     csv: Annotated[Path | None, typer.Option(
         "--csv", help="Write every (primary, candidate) pair as CSV to FILE.", metavar="FILE",
         show_default=False)] = None,
+    figure: Annotated[Path | None, typer.Option(
+        "--figure", help="Also draw the clustered task correlation heatmap to FILE (.png, "
+        ".svg or .pdf).", metavar="FILE", show_default=False)] = None,
     json_: JsonOpt = False,
 ) -> None:
     from gradts_engine.errors import UsageError
@@ -95,6 +98,7 @@ def corr(
     if instances and not primary:
         raise UsageError("--instances needs --primary",
                          hint="add --primary TASK (instance correlations are with its matrix)")
+    artefacts.check_figure(figure)
     st = state(ctx)
     cfg = st.config(run={"model": model, "seed": seed}, probe={"measure": value(measure)},
                     corr={"method": value(method), "estimator": value(estimator),
@@ -139,3 +143,5 @@ def corr(
         output.info(views.footer(res))
     if csv is not None:
         output.success(f"wrote {csv}")
+    for path in artefacts.write_corr(res, figure):
+        output.success(f"wrote {path}")

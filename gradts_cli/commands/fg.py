@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .. import output
+from .. import artefacts, output
 from ..options import (
     DeviceOpt,
     EstimatorOpt,
@@ -106,6 +107,13 @@ def fg(
     precision: PrecisionOpt = None,
     revision: RevisionOpt = None,
     force: ForceOpt = False,
+    figure: Annotated[Path | None, typer.Option(
+        "--figure", help="Also draw the score per fraction kept to FILE (.png, .svg or .pdf), "
+        "and the instance-tau histograms to FILE-taus.", metavar="FILE",
+        show_default=False)] = None,
+    csv: Annotated[Path | None, typer.Option(
+        "--csv", help="Also write every cut's scores and kept counts as long-format CSV to "
+        "FILE.", metavar="FILE", show_default=False)] = None,
     json_: JsonOpt = False,
 ) -> None:
     from gradts_engine.errors import UsageError
@@ -119,6 +127,7 @@ def fg(
     thresholds = _floats(sweep, "--sweep") if sweep is not None else (
         [threshold] if threshold is not None else None)
     fractions = _floats(keep_fraction, "--keep-fraction")
+    artefacts.check_figure(figure)
     st = state(ctx)
     cfg = st.config(
         run={"model": model, "revision": revision, "device": device,
@@ -147,6 +156,8 @@ def fg(
                         signal=ImportanceSignal.parse(cfg.probe.measure, cfg.corr.estimator,
                                                       cfg.corr.method), force=force,
                         progress=on_event, registry=registry)
+    for path in artefacts.write_fg(st.store(), result, figure, csv):
+        output.success(f"wrote {path}")
     if json_:
         output.print_json(result.to_json())
         return

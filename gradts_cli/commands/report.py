@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .. import output
+from .. import artefacts, output
 from ..checks import check_model, check_tasks, probed_task_names
 from ..options import (
     EstimatorOpt,
@@ -34,8 +34,10 @@ the Kendall tau matrix and the candidate rankings, GradTS-trial's candidate sets
 selected set and noise verdict, GradTS-fg's kept instances and scores, and the compute each
 stage cost (seconds, device). Without --model, the only model in the store is used.
 
---svg FILE and --html FILE save the same view (for a report or a pull request); --json prints
-it as data.
+--html FILE writes a self-contained page (findings, tables, figures, cost ledger, provenance;
+no network needed to view it; prints on A4). --figures DIR writes every figure as PNG (300 dpi),
+SVG and PDF (needs the plot extra: pip install 'gradts\\[plot]'). --csv FILE writes every number
+in long format. --svg FILE saves the terminal view as an image; --json prints it as data.
 
 [dim]Examples:[/dim]
 
@@ -43,7 +45,9 @@ it as data.
 
   gradts report --model bert-base-cased --primary rte
 
-  gradts report --model bert-base-cased --primary rte --svg report.svg --html report.html
+  gradts report --model bert-base-cased --primary rte --html report.html --figures figs/
+
+  gradts report --model bert-base-cased --csv report.csv
 
   gradts --home ~/.local/share/gradts/.demo report --primary match_person
 
@@ -62,12 +66,19 @@ def report(
         "--svg", help="Also save the view as an SVG image to FILE.", metavar="FILE",
         show_default=False)] = None,
     html: Annotated[Path | None, typer.Option(
-        "--html", help="Also save the view as an HTML page to FILE.", metavar="FILE",
+        "--html", help="Also write a self-contained HTML report (figures embedded) to FILE.",
+        metavar="FILE", show_default=False)] = None,
+    figures: Annotated[Path | None, typer.Option(
+        "--figures", help="Write every figure (PNG, SVG, PDF) into DIR.", metavar="DIR",
         show_default=False)] = None,
+    csv: Annotated[Path | None, typer.Option(
+        "--csv", help="Write every number of the report as long-format CSV to FILE.",
+        metavar="FILE", show_default=False)] = None,
     no_matrix: Annotated[bool, typer.Option(
         "--no-matrix", help="Leave out the task x task matrix (shorter view).")] = False,
     json_: JsonOpt = False,
 ) -> None:
+    artefacts.check_figures_dir(figures)
     st = state(ctx)
     cfg = st.config(run={"model": model}, probe={"measure": value(measure)},
                     corr={"method": value(method), "estimator": value(estimator)})
@@ -96,7 +107,12 @@ def report(
         output.print_json(rep.to_dict())
     else:
         output.show(*items)
-    if svg is not None or html is not None:
-        for path in views.export(items, svg=svg, html=html,
-                                 title=f"gradts report — {rep.model_name}"):
+    if svg is not None:
+        for path in views.export(items, svg=svg, title=f"gradts report — {rep.model_name}"):
             output.success(f"wrote {path}")
+    paths, notes = artefacts.write_report(st.store(), rep, figures_dir=figures, html=html,
+                                          csv=csv)
+    for note in notes:
+        output.warn(note)
+    for written in paths:
+        output.success(f"wrote {written}")

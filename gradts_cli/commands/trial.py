@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from .. import output
+from .. import artefacts, output
 from ..checks import probed_task_names
 from ..options import (
     DeviceOpt,
@@ -113,6 +114,12 @@ def trial(
     estimator: EstimatorOpt = None,
     measure: MeasureOpt = None,
     force: ForceOpt = False,
+    figure: Annotated[Path | None, typer.Option(
+        "--figure", help="Also draw the score of every trial set to FILE (.png, .svg or "
+        ".pdf).", metavar="FILE", show_default=False)] = None,
+    csv: Annotated[Path | None, typer.Option(
+        "--csv", help="Also write every seed's score as long-format CSV to FILE.",
+        metavar="FILE", show_default=False)] = None,
     json_: JsonOpt = False,
 ) -> None:
     from gradts_engine.errors import UsageError
@@ -122,6 +129,7 @@ def trial(
         if c not in COMPARE:
             raise UsageError(f"unknown --compare choice {c!r}",
                              hint=f"choose from {', '.join(COMPARE)} (comma-separated)")
+    artefacts.check_figure(figure)
     st = state(ctx)
     cfg = st.config(
         run={"model": model, "revision": revision, "device": device,
@@ -153,6 +161,8 @@ def trial(
                            holdout_fraction=holdout_fraction,
                            max_train_examples=max_train_examples, force=force,
                            progress=on_event)
+    for path in artefacts.write_trial(result, figure, csv):
+        output.success(f"wrote {path}")
     if json_:
         output.print_json(result.to_json())
         return

@@ -125,7 +125,11 @@ def importance_grid(matrices: Mapping[str, Any], estimator: str, measure: str = 
 
 def _short(name: str, n: int = 40) -> str:
     """A model id or path short enough for a title (the tail of a long path)."""
-    return name if len(name) <= n else "…" + name[-(n - 1):]
+    if len(name) <= n:
+        return name
+    parts = name.rstrip("/").split("/")
+    tail = "/".join(parts[-2:])
+    return "…/" + tail if len(tail) < n else "…" + name[-(n - 1):]
 
 
 def _ticks(n: int) -> list[int]:

@@ -49,7 +49,7 @@ STAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("model load", "gradts_engine.models", ("build_task_model",)),
     ("fine-tune", "gradts_engine.probe", ("fine_tune",)),
     ("dev eval", "gradts_engine.probe", ("_dev_metrics", "dev_metrics")),
-    ("after pass", "gradts_engine.probe", ("importance_pass",)),
+    ("after pass", "gradts_engine.probe", ("after_pass", "importance_pass")),
     ("store write", "gradts_engine.store", ("EntryWriter.save_arrays", "EntryWriter.commit")),
 )
 

@@ -37,7 +37,8 @@ held the 1-minute load average at 4-15, so only the shares and paired ratios mea
 - Per batch (MiniLM, 16 x 40 tokens, 1 thread, 6 alternating rounds, load about 8): training
   step 1.29 s, after-pass batch (per-example gate gradients) 0.51 s = 0.40x a training step,
   no-grad forward 0.27 s (after pass / forward = 1.9x). So with one epoch the after pass is
-  about 28% of the probe's compute (0.51 / (1.29 + 0.51)); model load, tokenisation and store writes are below 5%.
+  about 28% of the probe's compute (0.51 / (1.29 + 0.51)); model load, tokenisation and
+  store writes are below 5%.
 - The ``gradts demo`` of this version at ``--train-size 32`` (benchmarks/demo.py, load 6.7
   to 9.3): probe 82% of the wall time (fine-tune 59%, after pass 15%, rest 6%), trial 16%.
 """

@@ -15,14 +15,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 # cheap engine modules (no torch, no numpy): the closed sets of values and the defaults
-from gradts_engine.config import (
-    DEVICE_HELP,
-    PRECISIONS,
-    CorrSettings,
-    ProbeSettings,
-    TrialSettings,
-    valid_device,
-)
+from gradts_engine.config import CorrSettings, ProbeSettings, TrialSettings
+from gradts_engine.errors import ConfigError
+from gradts_engine.models import Precision, parse_device
 from gradts_engine.signal import Estimator, Measure, Method
 
 if TYPE_CHECKING:
@@ -60,22 +55,21 @@ def complete_suite(incomplete: str) -> list[str]:
     return [n for n in reg.suites if n.startswith(incomplete)]
 
 
+def complete_entry(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Entry paths of the store (``cache rm probe/neg<TAB>``), under ``--home`` when given."""
+    from gradts_engine.errors import GradtsError
+    from gradts_engine.store import Store, resolve_root
+    from gradts_engine.store_ops import entry_dirs
+
+    try:
+        store = Store(resolve_root(ctx.find_root().params.get("home")))
+        paths = [p.relative_to(store.root).as_posix() for p, _ in entry_dirs(store)]
+    except (GradtsError, OSError):
+        return []
+    return [p for p in paths if p.startswith(incomplete)]
+
+
 # -- closed sets of values --------------------------------------------------------------------
-class Precision(str, Enum):
-    """``--precision`` (the values of :data:`gradts_engine.config.PRECISIONS`)."""
-
-    AUTO = "auto"
-    FP32 = "fp32"
-    BF16 = "bf16"
-    FP16 = "fp16"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-assert tuple(p.value for p in Precision) == PRECISIONS
-
-
 class TaskKind(str, Enum):
     """``data add --kind``."""
 
@@ -99,9 +93,10 @@ def value(choice: Any) -> Any:
 def _device(text: str | None) -> str | None:
     if text is None:
         return None
-    if not valid_device(text):
-        raise typer.BadParameter(f"unknown device {text!r}; use {DEVICE_HELP}")
-    return text.lower()
+    try:
+        return parse_device(text)
+    except ConfigError as e:
+        raise typer.BadParameter(f"{e.message} — {e.hint}") from None
 
 
 def complete_device(incomplete: str) -> list[str]:
@@ -236,6 +231,9 @@ def require_model(model: str | None) -> str:
         from gradts_engine.models import no_model_error
 
         raise no_model_error()
+    from .checks import check_model
+
+    check_model(model)
     return model
 
 

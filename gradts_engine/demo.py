@@ -245,12 +245,13 @@ def _caveats(rows: Sequence[SiblingRow], settings: DemoSettings, dev_n: int,
             + " (probe dev accuracy < 0.6): "
             + ", ".join(f"{r.task} {r.dev_score:.2f}" for r in unlearned)
             + ". Their matrices reflect shared sentence frames more than a learned skill, so "
-            "their rankings are the least reliable (DESIGN.md §7).")
+            "their rankings are the least reliable.")
     se = math.sqrt(0.25 / max(dev_n, 1))
     if trial is not None:
         out.append(
             f"The trial trains each candidate set once (one seed, {settings.trial_epochs} "
-            f"epoch(s)) and scores it on {dev_n} dev examples, where one binomial standard "
+            f"epoch{'' if settings.trial_epochs == 1 else 's'}) and scores it on {dev_n} dev "
+            "examples, where one binomial standard "
             f"error is up to {se:.3f} accuracy: differences of that size are noise (the "
             "verdict above says whether the choice beats it). Use `gradts trial --seeds 3` for "
             "a real decision.")
@@ -323,7 +324,8 @@ def run_demo(store: Store, *, model: str | None = None, primary: str = DEFAULT_P
                             progress=progress)
     n_cached = sum(o.cached for o in probe_run.outcomes)
     stages.append(StageTime("probe", time.perf_counter() - t0,
-                            f"{len(specs)} tasks, {s.epochs} epoch(s) at lr {s.lr:g}"
+                            f"{len(specs)} tasks, {s.epochs} "
+                            f"epoch{'' if s.epochs == 1 else 's'} at lr {s.lr:g}"
                             + (f"; {n_cached} from the cache" if n_cached else "")))
 
     # 3. corr
@@ -354,7 +356,8 @@ def run_demo(store: Store, *, model: str | None = None, primary: str = DEFAULT_P
                           force=force, progress=progress)
         stages.append(StageTime("trial", time.perf_counter() - t0,
                                 f"{len(trial.trials)} candidate sets for {primary}, "
-                                f"{s.trial_epochs} epoch(s), max {s.trial_max_aux} aux"))
+                                f"{s.trial_epochs} epoch{'' if s.trial_epochs == 1 else 's'}, "
+                                f"max {s.trial_max_aux} aux"))
 
     # 5. fg
     fg = None

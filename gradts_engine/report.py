@@ -245,14 +245,17 @@ def _costs(probes: Sequence[ProbeRow], corr: CorrResult | None, corr_s: float,
         secs = sum(r.seconds for r in recs)
         rows.append(CostRow(f"trial {t.primary}", runs, secs,
                             _devices([t.settings.get("device")]),
-                            f"{len(recs)} candidate sets x {len(t.seeds)} seed(s), "
-                            f"{t.settings.get('epochs')} epoch(s) each"))
+                            f"{len(recs)} candidate sets x {len(t.seeds)} "
+                            f"seed{'' if len(t.seeds) == 1 else 's'}, "
+                            f"{t.settings.get('epochs')} "
+                            f"epoch{'' if t.settings.get('epochs') == 1 else 's'} each"))
     for f in fgs:
         trained = [r for r in f.rows if not r.primary_alone]
         secs = sum(r.seconds for r in trained) + float(f.timings.get("correlate_s", 0.0))
         rows.append(CostRow(f"fg {f.primary}", sum(len(r.seeds) for r in trained), secs,
                             _devices([f.settings.get("device")]),
-                            f"{len(f.rows)} cut(s); instance taus + training"))
+                            f"{len(f.rows)} cut{'' if len(f.rows) == 1 else 's'}; "
+                            "instance taus + training"))
     return tuple(rows)
 
 
@@ -270,7 +273,8 @@ def _findings(model_name: str, rows: Sequence[ProbeRow], corr: CorrResult | None
               ) -> tuple[list[str], list[str]]:
     find: list[str] = []
     nxt: list[str] = []
-    find.append(f"{len(rows)} task(s) probed with {model_name} ({measure} measure); "
+    find.append(f"{len(rows)} task{'' if len(rows) == 1 else 's'} probed with {model_name} "
+                f"({measure} measure); "
                 f"candidates are ranked by {method} tau between {estimator} head-importance "
                 "matrices.")
     unlearned = [r.task for r in rows if r.dev_metric == "accuracy" and r.dev_score is not None

@@ -101,11 +101,35 @@ def test_candidate_without_instances_in_human_output(capsys, fam, store_root):
 
 
 def test_missing_probe_exits_9_with_the_probe_command(capsys, fam):
-    code = main(["corr", "--model", MODEL, "--tasks", "fam0_a,nope"])
+    code = main(["corr", "--model", MODEL, "--tasks", "fam0_a,neg_movie"])
     err = capsys.readouterr().err
     assert code == 9
-    assert "gradts probe --model tiny/model --task nope" in err
+    assert "gradts probe --model tiny/model --task neg_movie" in err
     assert len([ln for ln in err.splitlines() if ln.strip()]) == 1
+
+
+@pytest.mark.parametrize("flag", ["--primary", "--task"])
+def test_a_misspelt_task_is_a_task_error_not_a_missing_probe(capsys, fam, flag):
+    """An unknown name (neither registered nor probed) exits 3 with did-you-mean and never
+    tells the user to probe the misspelt name (issue 11)."""
+    code = main(["corr", "--model", MODEL, flag, "fam0_aa"])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "unknown task 'fam0_aa'" in err and "did you mean 'fam0_a'?" in err
+    assert "gradts probe" not in err
+    code = main(["corr", "--model", MODEL, "--primary", "neg_moive"])
+    err = capsys.readouterr().err
+    assert code == 3 and "did you mean 'neg_movie'?" in err and "probe" not in err
+
+
+def test_a_misspelt_model_directory_is_a_model_error(capsys, fam, tmp_path):
+    (tmp_path / "my-model").mkdir()
+    (tmp_path / "my-model" / "config.json").write_text("{}")
+    code = main(["corr", "--model", str(tmp_path / "my-modle")])
+    err = capsys.readouterr().err
+    assert code == 6, err
+    assert "does not exist" in err and "did you mean" in err and "my-model" in err
+    assert "gradts probe" not in err
 
 
 def test_missing_suite_tasks_exit_9(capsys, fam):

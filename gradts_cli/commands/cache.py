@@ -8,9 +8,8 @@ from typing import Annotated
 import typer
 
 from .. import output
-from ..options import JsonOpt, state
+from ..options import JsonOpt, complete_entry, state
 from ..views import cache as views
-from ..views.widgets import Col, ColSpec, plural, table
 
 cache_app = typer.Typer(help="Inspect the cache (the store): list, verify, remove entries.",
                         no_args_is_help=True)
@@ -25,20 +24,13 @@ def register(app: typer.Typer) -> None:
 def list_(ctx: typer.Context,
           kind: Annotated[str | None, typer.Option("--kind", help="Only this kind.")] = None,
           json_: JsonOpt = False) -> None:
+
     st = state(ctx).store()
-    rows = [{"key": e.path, "kind": e.kind, "names": list(e.names), "created": e.created,
-             "bytes": e.size, "state": e.state.value, "problem": e.problem,
-             "settings": dict(e.settings)}
-            for e in st.scan() if kind is None or e.kind == kind]
+    rows = [views.entry_row(e) for e in st.scan() if kind is None or e.kind == kind]
     if json_:
         output.print_json({"root": str(st.root), "entries": rows})
         return
-    cols: list[ColSpec] = [Col("entry", wrap=True), "created", Col("settings", wrap=True),
-                           ("size", "right"), "state"]
-    cells = [(r["key"], r["created"] or "-", views.entry_settings({"settings": r["settings"]}),
-              views.size_text(r["bytes"]), r["state"]) for r in rows]
-    output.show(table(f"cache at {st.root}", cols, cells,
-                      caption=plural(len(rows), "entry", "entries")))
+    output.show(views.list_table(st.root, rows))
 
 
 @cache_app.command("verify", help="Recompute every checksum; name the damaged entries and "
@@ -76,7 +68,9 @@ def verify(ctx: typer.Context, json_: JsonOpt = False) -> None:
                    "its key's lock.\n\n[dim]Example:[/dim] "
                    "gradts cache rm probe/minilm/cola/0123abcd4567")
 def rm(ctx: typer.Context,
-       paths: Annotated[list[str], typer.Argument(help="Entry paths.")]) -> None:
+       paths: Annotated[list[str], typer.Argument(
+           help="Entry paths (as `gradts cache list` shows them), or a folder of entries.",
+           autocompletion=complete_entry, metavar="ENTRY...")]) -> None:
     st = state(ctx).store()
     for p in paths:
         for removed in st.remove(p):

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import output
+from ..checks import check_model, check_tasks, probed_task_names
 from ..options import (
     EstimatorOpt,
     JsonOpt,
@@ -106,8 +107,15 @@ def corr(
                          hint="pass --model (the one the tasks were probed with)"
                               + (f"; probed in the store: {', '.join(models)}" if models else ""))
     names: list[str] | None = task_names(task, tasks)
+    registry = st.registry()
     if suite:
-        names = [s.name for s in st.registry().resolve([], suite)] + list(names or [])
+        names = [s.name for s in registry.resolve([], suite)] + list(names or [])
+    store = st.store()
+    from gradts_engine.corr import probed_models
+
+    check_model(cfg.run.model, probed_models(store))
+    check_tasks([*(names or []), *([primary] if primary else [])], registry.names(),
+                probed_task_names(store, cfg.run.model, cfg.probe.measure))
     if not names:
         names = None  # every task probed with the model
 
@@ -115,13 +123,13 @@ def corr(
 
     with reporter() as report:
         res = correlate_tasks(
-            st.store(), cfg.run.model, names, primary=primary, method=cfg.corr.method,
+            store, cfg.run.model, names, primary=primary, method=cfg.corr.method,
             measure=cfg.probe.measure, estimator=cfg.corr.estimator, instances=instances,
             bootstrap=cfg.corr.bootstrap, seed=cfg.run.seed, progress=report)
     if csv is not None:
         from gradts_engine.store import atomic_write_text
 
-        atomic_write_text(csv, res.to_csv())
+        atomic_write_text(csv, res.to_csv(), what="--csv")
     if json_:
         output.print_json(res.to_dict())
     else:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import output
+from ..checks import check_model, check_tasks, probed_task_names
 from ..options import (
     EstimatorOpt,
     JsonOpt,
@@ -71,13 +72,22 @@ def report(
     cfg = st.config(run={"model": model}, probe={"measure": value(measure)},
                     corr={"method": value(method), "estimator": value(estimator)})
 
+    from gradts_engine.errors import GradtsError
     from gradts_engine.report import build_report
 
     try:
         registry = st.registry()
-    except Exception:  # a broken user task file must not stop a read-only summary
+    except GradtsError:  # a broken user task file must not stop a read-only summary
         registry = None
-    rep = build_report(st.store(), cfg.run.model, primary, measure=cfg.probe.measure,
+    store = st.store()
+    if cfg.run.model:
+        from gradts_engine.corr import probed_models
+
+        check_model(cfg.run.model, probed_models(store))
+    if primary:
+        check_tasks([primary], registry.names() if registry is not None else [],
+                    probed_task_names(store, None, cfg.probe.measure))
+    rep = build_report(store, cfg.run.model, primary, measure=cfg.probe.measure,
                        estimator=cfg.corr.estimator, method=cfg.corr.method, registry=registry)
     classes = ({s.name: len(s.labels) for s in registry if s.kind == "classification"}
                if registry is not None else {})

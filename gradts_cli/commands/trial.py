@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from .. import output
+from ..checks import probed_task_names
 from ..options import (
     DeviceOpt,
     EstimatorOpt,
@@ -62,6 +63,18 @@ HELP = (
 )
 
 
+def _ask_primary(store: Any, model: str | None, measure: str) -> str:
+    """On a terminal, offer the tasks probed with the model; otherwise a usage error."""
+    from gradts_engine.errors import UsageError
+
+    probed = probed_task_names(store, model, measure) if model else []
+    if not output.is_interactive() or not probed:
+        raise UsageError("no primary task given", hint="pass --primary NAME"
+                         + (f" (probed: {', '.join(probed)})" if probed else
+                            "; see `gradts data list`"))
+    return views.choose_primary(probed)
+
+
 def trial(
     ctx: typer.Context,
     model: ModelOpt = None,
@@ -90,6 +103,9 @@ def trial(
     compare: Annotated[str | None, typer.Option(
         "--compare", help="Also train a random set of the selected size and/or all candidates "
         "together: random, all or random,all.", show_default=False)] = None,
+    max_train_examples: Annotated[int | None, typer.Option(
+        "--max-train-examples", min=1, help="Train every task on its first N examples (fits "
+        "real data on a CPU).", show_default=False)] = None,
     holdout_fraction: Annotated[float | None, typer.Option(
         "--holdout-fraction", min=0.0, max=1.0, help="Keep this fraction of the primary's dev "
         "split (seeded) out of selection, to report an unbiased score.",
@@ -113,10 +129,9 @@ def trial(
         trial={"epochs": epochs, "patience": patience, "max_aux": max_aux,
                "batch_size": batch_size, "lr": lr, "max_length": max_length, "seeds": seeds},
         corr={"estimator": value(estimator)}, probe={"measure": value(measure)})
-    if not primary:
-        raise UsageError("no primary task given", hint="pass --primary NAME; see `gradts data "
-                         "list`")
     registry = st.registry()
+    if not primary:
+        primary = _ask_primary(st.store(), cfg.run.model, cfg.probe.measure)
     p = registry.get(primary)
     names = split_list(candidates)
     if not names and not suite:
@@ -135,7 +150,9 @@ def trial(
         result = run_trial(model_id, p, cands, store=store, run=cfg.run, trial=cfg.trial,
                            signal=ImportanceSignal.parse(cfg.probe.measure, cfg.corr.estimator,
                                                          cfg.corr.method), compare=tuple(comp),
-                           holdout_fraction=holdout_fraction, force=force, progress=on_event)
+                           holdout_fraction=holdout_fraction,
+                           max_train_examples=max_train_examples, force=force,
+                           progress=on_event)
     if json_:
         output.print_json(result.to_json())
         return

@@ -33,16 +33,17 @@ def entry_settings(spec: Mapping[str, Any]) -> str:
 
 
 def entry_row(e: Any) -> dict[str, Any]:
-    """An entry as data (``cache list --json``)."""
-    return {"key": e.key_path, "kind": e.kind, "created": e.meta.get("created"),
-            "bytes": sum(f.get("bytes", 0) for f in e.meta.get("files", {}).values()),
-            "settings": dict(e.spec.get("settings", {})) if isinstance(
-                e.spec.get("settings"), Mapping) else {}}
+    """A scanned entry (:meth:`Store.scan`) as data (``cache list --json``)."""
+    return {"key": e.path, "kind": e.kind, "names": list(e.names), "created": e.created,
+            "bytes": e.size, "state": e.state.value, "problem": e.problem,
+            "settings": dict(e.settings)}
 
 
-def list_table(root: Any, entries: Sequence[Any]) -> RenderableType:
-    rows = [(e.key_path, e.meta.get("created") or "–", entry_settings(e.spec),
-             size_text(entry_row(e)["bytes"])) for e in entries]
-    return table(f"cache at {root}", [Col("entry", wrap=True), "created",
-                                      Col("settings", wrap=True), ("size", "right")], rows,
-                 caption=plural(len(rows), "entry", "entries"))
+def list_table(root: Any, rows: Sequence[Mapping[str, Any]]) -> RenderableType:
+    """The entries (rows of :func:`entry_row`): path, created, settings, size, state."""
+    cols: list[Col | str | tuple[str, str]] = [
+        Col("entry", wrap=True), "created", Col("settings", wrap=True), ("size", "right"),
+        "state"]
+    cells = [(r["key"], r["created"] or "–", entry_settings({"settings": r["settings"]}),
+              size_text(r["bytes"]), r["state"]) for r in rows]
+    return table(f"cache at {root}", cols, cells, caption=plural(len(rows), "entry", "entries"))

@@ -134,9 +134,9 @@ def progress() -> Iterator[live.Callback]:
         ids: dict[str, Any] = {}
 
         def close(name: str | None) -> None:
+            """A finished stage shows what it counted as complete (a cached stage: 1/1)."""
             if name in ids:
-                task = bar.tasks[[t.id for t in bar.tasks].index(ids[name])]
-                total = max(int(task.total or 0), state["done"], 1)
+                total = max(state["done"], 1)
                 bar.update(ids[name], total=total, completed=total, status="done")
                 bar.stop_task(ids[name])
 

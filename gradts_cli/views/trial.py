@@ -126,6 +126,26 @@ def footer(s: Any) -> str:
             f"cache, in {duration(s.seconds)}; model {s.model_name}; summary: {s.key}[/dim]")
 
 
+def choose_primary(probed: list[str], *, ask: Any = None) -> str:
+    """Offer the probed tasks as the primary; ask again until the answer is one of them."""
+    from rich.prompt import Prompt
+
+    from gradts_engine.errors import UsageError, did_you_mean
+
+    output.err.print(table("probed tasks", ["#", Col("task", wrap=True)],
+                           [(str(i + 1), t) for i, t in enumerate(probed)]))
+    ask = ask or (lambda: Prompt.ask("Primary task (name or number)", console=output.err))
+    for _ in range(5):
+        answer = ask().strip()
+        if answer.isdigit() and 1 <= int(answer) <= len(probed):
+            return probed[int(answer) - 1]
+        if answer in probed:
+            return answer
+        hint = did_you_mean(answer, probed)
+        output.warn(f"'{answer}' is not a probed task" + (f" — {hint}" if hint else ""))
+    raise UsageError("no primary task chosen", hint="pass --primary NAME")
+
+
 # -- progress ---------------------------------------------------------------------------------
 @contextmanager
 def progress(primary: str, main_metric: str) -> Iterator[live.Callback]:

@@ -153,7 +153,8 @@ def greedy_prefixes(order: Sequence[str], trial: Callable[[tuple[str, ...], str]
             continue
         misses += 1
         if misses >= patience:
-            return trials, best, (f"stopped after {misses} trial(s) without improving on "
+            return trials, best, (f"stopped after {misses} trial{'' if misses == 1 else 's'} "
+                                  "without improving on "
                                   f"{best.label} (patience {patience})")
     if not order:
         return trials, best, "no candidates"

@@ -55,6 +55,22 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def saved_bytes(model, fn) -> int:
+    """Bytes of the non-parameter tensors autograd saves for the backward while ``fn`` runs."""
+    params = {p.data_ptr() for p in model.parameters()}
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        if t.data_ptr() not in params:
+            total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layers", type=int, default=4)
@@ -131,17 +147,32 @@ def main() -> None:
         gate_loop = [timed(lambda g=g: [gate_importance(model, o, ce, g) for o in ones], device)]
         gate_loop += [timed(lambda g=g: [gate_importance(model, o, ce, g) for o in ones], device)]
     # P2': frozen parameters (the probe's after pass) against a no-grad forward, interleaved
-    fwd, floor = [], []
-    with HeadGates(model) as g, frozen_parameters(model):
-        for i in range(1 + reps2):
-            with torch.no_grad():
-                t_fwd = timed(lambda: model(**inputs), device)
-            t_floor = timed(lambda g=g: gate_importance(model, batch, ce, g), device)
-            if i >= 1:
-                fwd.append(t_fwd)
-                floor.append(t_floor)
+    # (with trainable parameters too, to show what freezing gains), interleaved, the order of
+    # the three alternating between repetitions; twice P2's repetitions
+    fwd, floor, trainable = [], [], []
+
+    def one_forward() -> None:
+        with torch.no_grad():
+            model(**inputs)
+
+    def frozen(g: HeadGates) -> None:
+        with frozen_parameters(model):
+            gate_importance(model, batch, ce, g)
+
+    with HeadGates(model) as g:
+        runs = [(one_forward, fwd), (lambda g=g: gate_importance(model, batch, ce, g), trainable),
+                (lambda g=g: frozen(g), floor)]
+        for i in range(1 + 2 * reps2):
+            for fn, out in runs if i % 2 else runs[::-1]:
+                t = timed(fn, device)
+                if i >= 1:
+                    out.append(t)
     p2_gate_loop, p2_fwd = gate_loop[-1], statistics.median(fwd)
-    p2_floor = statistics.median(floor)
+    p2_floor, p2_trainable = statistics.median(floor), statistics.median(trainable)
+    with HeadGates(model) as g:
+        mem_full = saved_bytes(model, lambda: gate_importance(model, batch, ce, g))
+        with frozen_parameters(model):
+            mem_floor = saved_bytes(model, lambda: gate_importance(model, batch, ce, g))
 
     p1_plain, p1_gated = statistics.median(plain), statistics.median(gated)
     p2_gate, p2_legacy = statistics.median(batched), statistics.median(loop)
@@ -153,7 +184,7 @@ def main() -> None:
     print(
         f"BERT L={args.layers} hidden={args.hidden} H={args.heads} T={args.seq_len} B={B}, "
         f"{where}, torch {torch.__version__}; "
-        f"medians of {args.reps} (P1) / {reps2} (P2) reps after warm-up"
+        f"medians of {args.reps} (P1) / {reps2} (P2) / {2 * reps2} (P2') reps after warm-up"
     )
     print()
     header = f"{'bench':<4} {'baseline':<34} {'s':>8} {'candidate':<34} {'s':>8} {'ratio':>8}  goal"
@@ -181,8 +212,13 @@ def main() -> None:
     print()
     print(
         f"P2 throughput: gate {B / p2_gate:.0f} examples/s (frozen parameters "
-        f"{B / p2_floor:.0f}), legacy {B / p2_legacy:.1f} examples/s; gate_importance with "
-        f"trainable parameters {p2_gate / p2_fwd:.3f}x a no-grad forward"
+        f"{B / p2_floor:.0f}), legacy {B / p2_legacy:.1f} examples/s; in the P2' loop "
+        f"gate_importance with trainable parameters took {p2_trainable / p2_fwd:.3f}x a no-grad "
+        f"forward, with frozen ones {r2f:.3f}x"
+    )
+    print(
+        f"P2' memory: activations saved for the backward {mem_floor / B / 2**20:.2f} MiB per "
+        f"example with frozen parameters, {mem_full / B / 2**20:.2f} MiB with trainable ones"
     )
     lo_p, hi_p, lo_g, hi_g = min(plain), max(plain), min(gated), max(gated)
     print(f"P1 spread: plain {lo_p:.4f}-{hi_p:.4f} s, gated {lo_g:.4f}-{hi_g:.4f} s")

@@ -28,7 +28,8 @@ from gradts_engine import errors as E
 from . import launch, output
 from .options import State
 
-COMMANDS = ("data", "probe", "corr", "trial", "fg", "report", "demo", "config", "cache")
+COMMANDS = ("data", "probe", "corr", "trial", "fg", "compare", "report", "demo", "config",
+            "cache")
 
 # Exit codes, most specific class first (looked up along the exception's MRO).
 EXIT_CODES: dict[type[BaseException], int] = {

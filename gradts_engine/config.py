@@ -197,14 +197,14 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     raise ConfigError(f"{where} must be {name}, not {value!r}")
 
 
-def _signal_choice(cls: Any, what: str, flag: str) -> Callable[[Any, str], str]:
-    def check(value: Any, where: str) -> str:
+def _signal_choice(cls: Any, what: str, flag: str) -> Callable[[Any, str | None], str]:
+    def check(value: Any, where: str | None) -> str:
         return str(parse_choice(cls, value, what, flag))
     return check
 
 
 # Closed sets: "section.key" -> (value, where) -> the canonical value, or a ConfigError.
-CHOICES: dict[str, Callable[[Any, str], str]] = {
+CHOICES: dict[str, Callable[[Any, str | None], str]] = {
     "run.device": lambda v, where: parse_device(v, where),
     "run.precision": lambda v, where: parse_precision(v, where),
     "probe.measure": _signal_choice(Measure, "importance measure", "--measure"),
@@ -231,10 +231,10 @@ def _check_value(name: str, value: Any, where: str) -> Any:
         return None
     if name in CHOICES:
         try:
-            return CHOICES[name](value, where)
-        except ConfigError as e:
-            msg = e.message if e.message.startswith(where) else f"{where}: {e.message}"
-            raise ConfigError(msg, hint=e.hint) from None
+            return CHOICES[name](value, None)
+        except ConfigError as e:  # "unknown precision 'fp8' (env GRADTS_PRECISION)"
+            shown = where.replace("environment ", "env ", 1)
+            raise ConfigError(f"{e.message} ({shown})", hint=e.hint) from None
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{where} must be a finite number, not {value}")
     low, high = RANGES.get(name, (None, None))

@@ -71,21 +71,21 @@ DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
-def parse_precision(value: str, where: str = "--precision") -> str:
+def parse_precision(value: str, where: str | None = "--precision") -> str:
     """The canonical precision name, or a :class:`ConfigError` naming ``where`` and the choices."""
     v = str(value).strip().lower()
     if v in PRECISIONS:
         return v
-    raise ConfigError(f"{where}: unknown precision {value!r}",
+    raise ConfigError(f"unknown precision {value!r}" + (f" ({where})" if where else ""),
                       hint=_choices_hint(v, PRECISIONS, PRECISIONS))
 
 
-def parse_device(value: str, where: str = "--device") -> str:
+def parse_device(value: str, where: str | None = "--device") -> str:
     """The canonical device name (auto, cpu, cuda, cuda:N), or a :class:`ConfigError`."""
     v = str(value).strip().lower()
     if _DEVICE_RE.match(v):
         return v
-    raise ConfigError(f"{where}: unknown device {value!r}",
+    raise ConfigError(f"unknown device {value!r}" + (f" ({where})" if where else ""),
                       hint=_choices_hint(v, DEVICES[:3], DEVICES))
 
 

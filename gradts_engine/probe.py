@@ -100,6 +100,7 @@ def probe_tasks(model: str, tasks: Sequence[TaskSpec], *, store: Store, run: Run
     if not tasks:
         raise ConfigError("no tasks to probe", hint="pass --task NAME or --suite NAME")
     ctx = context(model, run, probe, store)
+    ctx.force = force
     from . import distributed
 
     ctx.world = distributed.init(ctx.device.type)
@@ -140,7 +141,7 @@ def _probe_one(ctx: ProbeContext, spec: TaskSpec, *, force: bool,
         if not force and ctx.store.exists(key):  # another process finished it meanwhile
             return _cached(ctx, spec, key, t0, progress)
         encoded = data.encode_split(split, ctx.tokenizer, tokenizer_id=ctx.ref.cache_id,
-                                    max_length=ctx.max_length, store=ctx.store)
+                                    max_length=ctx.max_length, store=ctx.store, force=force)
         check_labels(spec, encoded.labels)
         load_s = time.perf_counter() - t0
         with ctx.store.writer(key) as w:
@@ -318,7 +319,7 @@ def _dev_metrics(ctx: ProbeContext, spec: TaskSpec, net: Any,
         if not split.has_labels:
             return None
         enc = data.encode_split(split, ctx.tokenizer, tokenizer_id=ctx.ref.cache_id,
-                                max_length=ctx.max_length, store=ctx.store)
+                                max_length=ctx.max_length, store=ctx.store, force=ctx.force)
     except GradtsError as e:  # a dev-split problem must not cost the probe
         return {"error": e.message}
     emit(progress, Stage.DEV, task=spec.name, done=0, total=len(enc))

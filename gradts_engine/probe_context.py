@@ -81,6 +81,7 @@ class ProbeContext:
     settings: dict[str, Any]
     model_name: str
     timings: dict[str, float] = field(default_factory=dict)
+    force: bool = False         # --force: recompute the tokens caches too (e.g. a damaged one)
     world: Any = None           # distributed.World: this process's rank (None: one process)
 
     @property

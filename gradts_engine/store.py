@@ -23,7 +23,7 @@ Cache operations (scan, verify everything, remove under the key's lock) are in
 :mod:`gradts_engine.store_ops` and exposed as :meth:`Store.scan`, :meth:`Store.verify_all` and
 :meth:`Store.remove`. A write that fails for lack of space or permission (ENOSPC, a read-only
 store) is a :class:`StoreError` one-liner; the temporary directory is removed and earlier entries
-are untouched. Written files are never world-writable (mode 0644, directories 0755).
+are untouched. Written files and folders are never group- or world-writable, whatever the umask.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import CorruptEntryError, StoreError
+from .errors import ConfigError, CorruptEntryError, StoreError
 
 FORMAT_VERSION = 1
 META = "meta.json"
@@ -125,31 +125,67 @@ def write_failure(e: BaseException, what: str, path: Path) -> StoreError:
     return StoreError(f"cannot {what} {path}: {why}", hint=hint, path=str(path))
 
 
+def make_dirs(path: Path) -> None:
+    """``mkdir -p`` with mode 0755 for every folder created (``Path.mkdir(parents=True)``
+    gives the parents the umask's default, world-writable under umask 0)."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            d.mkdir(mode=DIR_MODE)
+
+
+def not_world_writable(path: Path | int) -> None:
+    """Take the group and world write bits off a written file (whatever the umask)."""
+    mode = os.stat(path).st_mode & 0o7777
+    if mode & 0o022:
+        if isinstance(path, int):
+            os.fchmod(path, mode & ~0o022)
+        else:
+            os.chmod(path, mode & ~0o022)
+
+
 def entry_digest(meta: Mapping[str, Any]) -> str:
     """The digest ``meta.json`` carries of itself: SHA-256 of its canonical JSON without it."""
     body = {k: v for k, v in meta.items() if k != META_DIGEST}
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old content or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_write_bytes(path: Path, data: bytes, what: str | None = None) -> None:
+    """Write a file so that readers see the old content or the new one, never a part.
+
+    ``what`` names a user's output file (``"--csv"``): a path that cannot be written (under a
+    regular file, onto a directory, read-only, full) is then a one-line :class:`ConfigError`
+    naming the option, instead of an ``OSError``.
+    """
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
+        make_dirs(path.parent)
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "it is a directory", str(path))
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)
+        not_world_writable(tmp)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except OSError as e:
+        if what is None:
+            raise
+        raise ConfigError(f"cannot write {what} {path}: {e.strerror or e}",
+                          hint="give a file path in a writable folder") from e
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp.unlink()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: Path, text: str, what: str | None = None) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), what)
 
 
 @dataclass(frozen=True)
@@ -247,7 +283,7 @@ class EntryWriter:
     def _done(self, path: Path) -> None:
         with open(path, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(path, FILE_MODE)
+        not_world_writable(path)
         if path.name not in self.files:
             self.files.append(path.name)
 
@@ -289,7 +325,7 @@ class EntryWriter:
             self._done(meta_path)
             _fsync_dir(self.tmp)
             final = self.store.root / self.key.relpath
-            final.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            make_dirs(final.parent)
             if final.exists():  # replaced under the key's lock (a --force rerun)
                 trash = self.store.root / ".tmp" / f"old-{self.key.digest}-{uuid.uuid4().hex[:8]}"
                 os.replace(final, trash)
@@ -368,7 +404,7 @@ class Store:
         self.check_root("create")
         try:
             for sub in (".tmp", ".locks"):
-                (self.root / sub).mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+                make_dirs(self.root / sub)
         except OSError as e:
             raise StoreError(
                 f"cannot create the store at {self.root}: {e.strerror}",

@@ -108,10 +108,16 @@ def _walk_tree(d: Path, kind: str, out: _Walk) -> bool:
                 out.entries += sub.entries
                 out.foreign += sub.foreign
                 found = True
-            elif any(child.rglob("*")):
+            elif _has_files(child):
                 foreign.append(child)           # a folder with no entry in it: one finding
     out.foreign += foreign
     return found
+
+
+def _has_files(d: Path) -> bool:
+    """Whether a folder holds any file (empty folder chains, as an interrupted write or a
+    removal can leave above an entry, are harmless and not reported)."""
+    return any(p.is_file() or p.is_symlink() for p in d.rglob("*"))
 
 
 def walk(store: Store, kind: str | None = None) -> _Walk:
@@ -127,7 +133,7 @@ def walk(store: Store, kind: str | None = None) -> _Walk:
             continue
         if top.is_symlink() or not top.is_dir() or top.name.startswith("."):
             out.foreign.append(top)
-        elif not _walk_tree(top, top.name, out) and any(top.rglob("*")):
+        elif not _walk_tree(top, top.name, out) and _has_files(top):
             out.foreign = [p for p in out.foreign if top not in p.parents] + [top]
     return out
 
@@ -307,7 +313,9 @@ def walk_under(store: Store, folder: Path) -> list[tuple[Path, str]]:
 
 def _rename_away(store: Store, path: Path) -> None:
     """Rename into ``.tmp`` first (readers see the entry whole or not at all), then delete."""
-    (store.root / ".tmp").mkdir(exist_ok=True)
+    from .store import make_dirs
+
+    make_dirs(store.root / ".tmp")
     trash = store.root / ".tmp" / f"rm-{path.name}-{uuid.uuid4().hex[:8]}"
     os.replace(path, trash)
     shutil.rmtree(trash, ignore_errors=True)

@@ -73,3 +73,28 @@ def test_rm_completes_entry_paths(tmp_path: Path) -> None:
     env.update(COMP_WORDS=f"gradts --home {root} cache rm zzz")
     out = subprocess.run([exe], env=env, capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == []
+
+
+def test_list_table_shows_each_entry_with_its_state(capsys) -> None:
+    root = Path(os.environ["GRADTS_HOME"])
+    path = _entry(root)
+    assert main(["cache", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "probe/m/t/" in out and "ok" in out and "1 entry" in out
+    (path / "meta.json").write_text("{}")
+    assert main(["cache", "list", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)["entries"]
+    assert row["state"] == "damaged" and "meta.json" in row["problem"]
+    assert main(["cache", "list"]) == 0
+    assert "damaged" in capsys.readouterr().out
+
+
+def test_verify_names_foreign_files_and_rm_removes_them(capsys) -> None:
+    root = Path(os.environ["GRADTS_HOME"])
+    _entry(root)
+    (root / "stray.bin").write_bytes(b"x")
+    assert main(["cache", "verify", "--json"]) == 10
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["unrecognised"][0]["path"] == "stray.bin"
+    assert main(["cache", "rm", "stray.bin"]) == 0
+    assert main(["cache", "verify"]) == 0

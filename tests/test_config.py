@@ -77,9 +77,9 @@ def test_missing_explicit_config_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("env,match,hint", [
-    ({"GRADTS_RUN_PRECISION": "banana"}, r"GRADTS_RUN_PRECISION: unknown precision 'banana'",
+    ({"GRADTS_RUN_PRECISION": "banana"}, r"unknown precision 'banana' \(env GRADTS_RUN_PRECISION\)",
      "auto, fp32, bf16, fp16"),
-    ({"GRADTS_PRECISION": "fp8"}, r"GRADTS_PRECISION: unknown precision 'fp8'", "fp16"),
+    ({"GRADTS_PRECISION": "fp8"}, r"unknown precision 'fp8' \(env GRADTS_PRECISION\)", "fp16"),
     ({"GRADTS_DEVICE": "gpu"}, r"unknown device 'gpu'", "cuda:N"),
     ({"GRADTS_DEVICE": "cuda:x"}, r"unknown device 'cuda:x'", "cuda:N"),
     ({"GRADTS_PROBE_MEASURE": "gates"}, r"unknown importance measure 'gates'", "gate"),
@@ -105,10 +105,11 @@ def test_env_values_and_names_are_validated(tmp_path: Path, env: dict, match: st
 def test_closed_sets_are_canonical_and_checked_in_files_and_flags(tmp_path: Path) -> None:
     cfg = resolve({"run": {"precision": "BF16", "device": "CUDA:1"}}, env={}, cwd=tmp_path)
     assert (cfg.run.precision, cfg.run.device) == ("bf16", "cuda:1")
-    with pytest.raises(ConfigError, match=r"--precision: unknown precision 'junk'"):
+    with pytest.raises(ConfigError, match=r"unknown precision 'junk' \(--precision\)"):
         resolve({"run": {"precision": "junk"}}, env={}, cwd=tmp_path)
     (tmp_path / "gradts.toml").write_text('[run]\nprecision = "fp8"\n')
-    with pytest.raises(ConfigError, match=r"gradts.toml: \[run\] precision: unknown precision"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown precision 'fp8' \(.*gradts.toml: \[run\] precision\)"):
         resolve(None, env={}, cwd=tmp_path)
 
 

@@ -69,7 +69,7 @@ def test_gate_importance_on_cuda_equals_cpu(tiny: str) -> None:
     assert tau > 0.8, f"bf16 gate importance disagrees with fp32: tau {tau:.3f}"
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+@pytest.mark.parametrize("precision", ["bf16", "fp16", "fp32"])
 def test_probe_on_cuda_agrees_with_cpu(tiny: str, registry, tmp_path: Path, precision) -> None:
     spec = registry.get("neg_movie")
     settings = ProbeSettings(epochs=1, batch_size=16, max_length=48, lr=1e-4)

@@ -139,6 +139,9 @@ path = "owner/data"
     (HUB_TOML + 'splits = { train = 3 }\n', r"'source.splits' must be a table of strings"),
     (HUB_TOML + 'revision = 5\n', r"'source.revision' must be a string"),
     (HUB_TOML.replace('path = "owner/data"', 'path = 3'), r"needs path"),
+    (HUB_TOML.replace('path = "owner/data"', 'path = "../../etc"'), r"is not a Hub dataset id"),
+    (HUB_TOML.replace('path = "owner/data"', 'path = "/abs/dir"'), r"is not a Hub dataset id"),
+    (HUB_TOML.replace('path = "owner/data"', 'path = "a/b/c"'), r"is not a Hub dataset id"),
     ("x = 1\n", r"unknown top-level key 'x'"),
 ])
 def test_wrong_types_are_one_line_config_errors(tmp_path: Path, text: str, match: str) -> None:

@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
 def list_(ctx: typer.Context,
           kind: Annotated[str | None, typer.Option("--kind", help="Only this kind.")] = None,
           json_: JsonOpt = False) -> None:
+
     st = state(ctx).store()
     rows = [views.entry_row(e) for e in st.scan() if kind is None or e.kind == kind]
     if json_:

@@ -129,7 +129,7 @@ def corr(
     if csv is not None:
         from gradts_engine.store import atomic_write_text
 
-        atomic_write_text(csv, res.to_csv())
+        atomic_write_text(csv, res.to_csv(), what="--csv")
     if json_:
         output.print_json(res.to_dict())
     else:

@@ -103,6 +103,9 @@ def trial(
     compare: Annotated[str | None, typer.Option(
         "--compare", help="Also train a random set of the selected size and/or all candidates "
         "together: random, all or random,all.", show_default=False)] = None,
+    max_train_examples: Annotated[int | None, typer.Option(
+        "--max-train-examples", min=1, help="Train every task on its first N examples (fits "
+        "real data on a CPU).", show_default=False)] = None,
     holdout_fraction: Annotated[float | None, typer.Option(
         "--holdout-fraction", min=0.0, max=1.0, help="Keep this fraction of the primary's dev "
         "split (seeded) out of selection, to report an unbiased score.",
@@ -147,7 +150,9 @@ def trial(
         result = run_trial(model_id, p, cands, store=store, run=cfg.run, trial=cfg.trial,
                            signal=ImportanceSignal.parse(cfg.probe.measure, cfg.corr.estimator,
                                                          cfg.corr.method), compare=tuple(comp),
-                           holdout_fraction=holdout_fraction, force=force, progress=on_event)
+                           holdout_fraction=holdout_fraction,
+                           max_train_examples=max_train_examples, force=force,
+                           progress=on_event)
     if json_:
         output.print_json(result.to_json())
         return

@@ -95,9 +95,9 @@ def export(items: Sequence[Any], *, svg: Any = None, html: Any = None,
         rec.print(item)
     written = []
     if svg is not None:
-        atomic_write_text(svg, rec.export_svg(title=title, clear=False))
+        atomic_write_text(svg, rec.export_svg(title=title, clear=False), what="--svg")
         written.append(str(svg))
     if html is not None:
-        atomic_write_text(html, rec.export_html(clear=False))
+        atomic_write_text(html, rec.export_html(clear=False), what="--html")
         written.append(str(html))
     return written

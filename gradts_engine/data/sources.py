@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import json
 import os
 import tempfile
 from collections import Counter
@@ -181,8 +183,7 @@ def local_columns(spec: TaskSpec, src: LocalSource, split: str, store: Store | N
 
 def _read_jsonl(path: Path, digest: str, store: Store | None) -> Raw:
     try:
-        with open(path, "rb") as f:
-            has_rows = any(line.strip() for line in f)
+        has_rows = _check_jsonl(path)
     except OSError as e:
         raise DataError(f"{path} cannot be read: {e.strerror}", path=str(path)) from e
     if not has_rows:
@@ -199,12 +200,48 @@ def _read_jsonl(path: Path, digest: str, store: Store | None) -> Raw:
     return Raw(columns, str(path), 1)
 
 
-def _read_error(path: Path, e: BaseException) -> DataError:
+def _check_jsonl(path: Path) -> bool:
+    """Every non-blank line must be one JSON object; True when there is at least one.
+
+    Checked here because ``datasets``' JSON reader crashes the process (a segmentation fault
+    in its Arrow reader) on a file whose only line is ``null``."""
+    has_rows = False
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path} is not UTF-8 text (line {n}: {e.reason})",
+                                hint="save the file as UTF-8", path=str(path)) from e
+            except ValueError as e:
+                raise DataError(f"{path} line {n} is not valid JSON ({e})",
+                                hint="one JSON object per line", path=str(path)) from e
+            if not isinstance(row, dict):
+                raise DataError(f"{path} line {n} is a JSON {type(row).__name__}, not an object",
+                                hint="one JSON object per line, e.g. "
+                                     '{"text": "...", "label": "..."}', path=str(path))
+            has_rows = True
+    return has_rows
+
+
+def _read_error(path: Path, e: BaseException) -> DataError | StoreError:
     cause: BaseException = e
+    chain = [e]
     while cause.__cause__ is not None or cause.__context__ is not None:
         nxt = cause.__cause__ or cause.__context__
         assert nxt is not None
         cause = nxt
+        chain.append(cause)
+    for c in chain:  # the datasets cache lives in the store: a full or read-only disk is its
+        if getattr(c, "errno", None) in (errno.ENOSPC, errno.EROFS) or \
+                "Not enough disk space" in str(c):
+            full = getattr(c, "errno", None) != errno.EROFS
+            return StoreError(f"cannot cache {path.name} in the store's datasets cache: "
+                              + ("the disk is full" if full else "the file system is read-only"),
+                              hint="free some space, or pass another --home" if full else
+                              "pass a writable directory with --home")
     if isinstance(cause, UnicodeDecodeError):
         return DataError(f"{path} is not UTF-8 text ({cause.reason})",
                          hint="save the file as UTF-8", path=str(path))

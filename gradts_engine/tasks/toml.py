@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,6 +46,8 @@ SOURCE_KEYS = {
     "hub": frozenset({"type", "path", "config", "revision", "splits"}),
 }
 FORMATS = ("csv", "tsv", "jsonl")
+# "name" or "owner/name" as the Hub spells them (never a path: no leading "/", ".", "~")
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 
 
 def guess_format(path: str) -> str:
@@ -73,6 +76,9 @@ def _opt_str(raw: Mapping[str, Any], key: str, where: str) -> str | None:
 def _parse_hub(raw: Mapping[str, Any], where: str) -> HubSource:
     if not isinstance(raw.get("path"), str):
         raise ConfigError(f"{where}: a hub source needs path = \"owner/dataset\"")
+    if not HUB_ID_RE.match(raw["path"]) or ".." in raw["path"]:
+        raise ConfigError(f"{where}: source.path {raw['path']!r} is not a Hub dataset id",
+                          hint="use \"owner/dataset\" (a local file is type = \"local\")")
     splits = (_str_map(raw["splits"], where, "source.splits") if "splits" in raw
               else {"train": "train", "dev": "validation"})
     return HubSource(raw["path"], _opt_str(raw, "config", where), _opt_str(raw, "revision", where),

@@ -1,13 +1,15 @@
 """Selectors that train nothing: ``size`` (training examples, largest first) and ``random``.
 
 ``size`` is the static baseline of the transferability literature (a larger auxiliary task is
-ranked higher); ties are broken by name. ``random`` draws one order per seed:
-``numpy.random.default_rng(seed).permutation`` of the candidate names in sorted order.
+ranked higher); ties are broken by name. ``random`` draws one order per seed and primary:
+``default_rng(SeedSequence(seed, spawn_key=(crc32(primary),))).permutation`` of the candidate
+names in sorted order (so two primaries do not get the same draw).
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 
 import numpy as np
 
@@ -23,15 +25,16 @@ def rank_size(ctx: SelectContext) -> Ranking:
                    0.0, "no training (counts the training examples)")
 
 
-def random_order(names: list[str], seed: int) -> tuple[str, ...]:
-    """The seeded random order of ``names``."""
+def random_order(names: list[str], seed: int, primary: str) -> tuple[str, ...]:
+    """The seeded random order of ``names`` for ``primary``."""
     pool = sorted(names)
-    return tuple(pool[i] for i in np.random.default_rng(seed).permutation(len(pool)))
+    ss = np.random.SeedSequence(seed, spawn_key=(zlib.crc32(primary.encode()),))
+    return tuple(pool[i] for i in np.random.default_rng(ss).permutation(len(pool)))
 
 
 def rank_random(ctx: SelectContext) -> Ranking:
     names = [c.name for c in ctx.candidates]
-    orders = tuple(random_order(names, s) for s in ctx.seeds)
+    orders = tuple(random_order(names, s, ctx.primary.name) for s in ctx.seeds)
     scores = {t: float(len(names) - orders[0].index(t)) for t in names}
     return Ranking("random", orders, scores, 0.0, 0.0,
                    f"no training (one seeded draw per seed, {len(orders)})")

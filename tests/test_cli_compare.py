@@ -1,0 +1,83 @@
+"""``gradts compare`` on the command line: the table and words, --json, --csv, resume, errors
+(training replaced by the fake trainer of tests/test_compare.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_compare import CANDS, PRIMARY, SIZES, FakeTrainer, probe_all
+
+from gradts_cli.app import main
+from gradts_engine.store import Store
+from gradts_engine.tasks import build_registry
+
+
+@pytest.fixture(autouse=True)
+def small_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradts_cli import options
+
+    monkeypatch.setattr(options.State, "registry",
+                        lambda self: build_registry(self.tasks_files, include_user=False,
+                                                    demo_sizes=SIZES))
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeTrainer:
+    from gradts_engine import mtl
+
+    f = FakeTrainer({frozenset([CANDS[0]]): 0.9})
+    monkeypatch.setattr(mtl, "train_mtl", f)
+    return f
+
+
+@pytest.fixture
+def model_dir(tmp_path, store_root) -> str:
+    d = tmp_path / "fake-model"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    probe_all(Store(store_root), str(d))
+    return str(d)
+
+
+def args(model: str, *extra: str) -> list[str]:
+    return ["compare", "--model", model, "--primary", PRIMARY, "--candidates", ",".join(CANDS),
+            "--selectors", "gradts,size,random", "--epochs", "1", "--seeds", "2",
+            "--device", "cpu", *extra]
+
+
+def test_table_words_json_csv_and_resume(model_dir, fake, capsys, tmp_path) -> None:
+    assert main(args(model_dir)) == 0
+    out = capsys.readouterr().out
+    assert "each selector's ranking" in out and "Kendall tau between" in out
+    assert "gain vs alone" in out and "labelled test split" in out
+    assert "within the noise" in out or "better" in out
+    n = len(fake.calls)
+    assert main(args(model_dir, "--json")) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["trained"] == 0 and len(fake.calls) == n              # resumed: nothing retrained
+    (p,) = d["primaries"]
+    assert p["primary"] == PRIMARY and [r["selector"] for r in p["rankings"]] == [
+        "gradts", "size", "random"]
+    assert main(args(model_dir, "--csv", str(tmp_path / "c.csv"))) == 0
+    lines = (tmp_path / "c.csv").read_text().strip().splitlines()
+    assert lines[0].startswith("primary,selector,k,set,mean") and len(lines) == 1 + 2 + 3
+
+
+@pytest.mark.parametrize("extra, code, text", [
+    (("--selectors", "gradts,sise"), 2, "did you mean"),
+    (("--k", "9"), 2, "--k"),
+    (("--k", "x"), 2, "whole numbers"),
+])
+def test_bad_input_is_one_line(model_dir, fake, capsys, extra, code, text) -> None:
+    assert main(args(model_dir, *extra)) == code
+    err = capsys.readouterr().err
+    assert text in err and "Traceback" not in err
+
+
+def test_unprobed_candidate_names_the_probe_command(model_dir, fake, capsys) -> None:
+    cmd = ["compare", "--model", model_dir, "--primary", PRIMARY, "--candidates",
+           f"{CANDS[0]},topic_home", "--selectors", "gradts", "--device", "cpu"]
+    assert main(cmd) != 0
+    err = capsys.readouterr().err
+    assert "gradts probe" in err and "topic_home" in err

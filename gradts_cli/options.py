@@ -172,7 +172,8 @@ TrialLrOpt = Annotated[float | None, typer.Option(
     help=f"Peak learning rate, AdamW (default: {_T.lr:g}; \\[trial] lr).")]
 MaxLenOpt = Annotated[int | None, typer.Option(
     "--max-length", min=8, metavar="N", show_default=False,
-    help="Maximum tokens per example (default: \\[probe] max_length, capped by the model).")]
+    help="Maximum tokens per example (default: \\[run] max_length, else the model's own limit "
+         "up to 512).")]
 
 # kept for callers that check strings (the engine's own names)
 ESTIMATORS = Estimator.names()

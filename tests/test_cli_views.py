@@ -172,3 +172,14 @@ def test_demo_progress_ends_every_stage_complete(monkeypatch: pytest.MonkeyPatch
     counts = dict(re.findall(r"(corr|trial|fg|report|probe)\s.*?(\d+/\d+)", frame))
     assert counts == {"probe": "2/2", "corr": "1/1", "trial": "1/1", "fg": "2/2",
                       "report": "1/1"}, frame[-1500:]
+
+
+def test_probe_progress_says_task_k_of_n_with_an_eta(capsys: pytest.CaptureFixture[str]) -> None:
+    with probe_view.progress(3) as on_event:
+        on_event(Progress(Stage.CACHED, task="a", message="probe/m/a/1"))
+        on_event(Progress(Stage.DONE, task="b", metrics={"seconds": 10.0}))
+        on_event(Progress(Stage.DONE, task="c", metrics={"seconds": 20.0}))
+    err = capsys.readouterr().err
+    assert "task 1 of 3: a: cached, reused (probe/m/a/1)" in err
+    assert "task 2 of 3: b probed in 10.0 s; about 10.0 s left" in err  # 1 left x 10 s
+    assert "task 3 of 3: c probed in 20.0 s\n" in err  # nothing left: no ETA

@@ -166,13 +166,24 @@ def progress(n_tasks: int) -> Iterator[live.Callback]:
     ETA on a TTY; a line per finished task otherwise."""
     live.begin("task")
     seen: list[str] = []
+    computed: list[float] = []   # seconds of each task probed now (the ETA's basis)
+
+    def eta() -> str:
+        left = n_tasks - len(seen)
+        if not computed or left <= 0:
+            return ""
+        return f"about {duration(left * sum(computed) / len(computed))} left"
 
     def count(event: Any) -> str | None:
         if event.stage in (Stage.DONE, Stage.CACHED) and event.task not in seen:
             seen.append(event.task)
+            if event.stage == Stage.DONE:
+                computed.append(float(event.metrics.get("seconds", 0.0)))
             how = (f": cached, reused ({event.message})" if event.stage == Stage.CACHED
                    else f" probed in {duration(event.metrics.get('seconds'))}")
-            return f"task {len(seen)} of {n_tasks}: {event.task}{how}"
+            left = eta()
+            return f"task {len(seen)} of {n_tasks}: {event.task}{how}" + (
+                f"; {left}" if left else "")
         return None
 
     skip = (Stage.LOAD, Stage.DONE, Stage.CACHED)
@@ -194,7 +205,7 @@ def progress(n_tasks: int) -> Iterator[live.Callback]:
         def on_event(event: Any) -> None:
             line = count(event)
             if line is not None:
-                bar.update(overall, completed=len(seen))
+                bar.update(overall, completed=len(seen), metrics=eta())
                 bar.console.print(dim("  " + line))
             if event.stage in skip:
                 return
@@ -212,8 +223,6 @@ def choose_tasks(names: Sequence[str], suites: Mapping[str, Sequence[str]], *,
                  ask: Any = None) -> tuple[list[str], str | None]:
     """Offer the registered tasks and suites; ask again until every name is known.
     Returns (task names, suite or None)."""
-    from rich.prompt import Prompt
-
     from gradts_engine.errors import UsageError, did_you_mean
 
     grouped = {n for members in suites.values() for n in members}
@@ -222,8 +231,7 @@ def choose_tasks(names: Sequence[str], suites: Mapping[str, Sequence[str]], *,
     if others:
         rows.append(("(other)", ", ".join(others)))
     output.err.print(table("registered tasks", [Col("suite"), Col("tasks", wrap=True)], rows))
-    ask = ask or (lambda: Prompt.ask("Tasks to probe (comma-separated names, or one suite "
-                                     "name)", console=output.err))
+    ask = ask or (lambda: live.ask("Tasks to probe (comma-separated names, or one suite name)"))
     for _ in range(5):
         answer = ask().strip()
         if answer in suites:

@@ -91,6 +91,23 @@ def running(display: Any) -> Iterator[Any]:
         display.stop()
 
 
+def ask(question: str) -> str:
+    """Prompt on stderr; Ctrl-C at the prompt stops at once (the safe-point handler that
+    :func:`gradts_engine.interrupts.install` sets would wait for a step that never comes)."""
+    import signal
+    import threading
+
+    from rich.prompt import Prompt
+
+    if threading.current_thread() is not threading.main_thread():
+        return Prompt.ask(question, console=output.err)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return Prompt.ask(question, console=output.err)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _metrics(event: Progress) -> str:
     return "  ".join(f"{k} {v:.4g}" for k, v in event.metrics.items())
 

@@ -128,13 +128,11 @@ def footer(s: Any) -> str:
 
 def choose_primary(probed: list[str], *, ask: Any = None) -> str:
     """Offer the probed tasks as the primary; ask again until the answer is one of them."""
-    from rich.prompt import Prompt
-
     from gradts_engine.errors import UsageError, did_you_mean
 
     output.err.print(table("probed tasks", ["#", Col("task", wrap=True)],
                            [(str(i + 1), t) for i, t in enumerate(probed)]))
-    ask = ask or (lambda: Prompt.ask("Primary task (name or number)", console=output.err))
+    ask = ask or (lambda: live.ask("Primary task (name or number)"))
     for _ in range(5):
         answer = ask().strip()
         if answer.isdigit() and 1 <= int(answer) <= len(probed):

@@ -22,6 +22,12 @@ time from ``cProfile`` (its own overhead inflates Python-heavy parts).
     python benchmarks/profile_probe.py                         # match_person, topic_news
     python benchmarks/profile_probe.py --task neg_movie --no-instances
     python benchmarks/profile_probe.py --threads 1 --json
+    python benchmarks/profile_probe.py --per-batch --threads 1   # one batch of each kind
+
+``--per-batch`` times, in alternating rounds, one training step (gates open), one after-pass
+batch (per-example gate gradients, parameters frozen as in the pass) and one no-grad forward of
+the MiniLM on a fixed batch (``--batch`` x ``--tokens``), with the wall and CPU seconds of each
+(CPU above wall x threads' share shows threads spin-waiting).
 
 Timings on a shared machine are noisy: say how loaded it was when quoting them.
 
@@ -34,8 +40,10 @@ held the 1-minute load average at 4-15, so only the shares and paired ratios mea
   (load 12.7): fine-tune 52%, dev eval 22%, after pass 13%, model load 8%, resolve 4%.
   Single runs under load swing by several times (the same after pass ran at 4-21 ex/s), so
   the paired figure below is the one to use.
-- Per batch (MiniLM, 16 x 40 tokens, 1 thread, 6 alternating rounds, load about 8): training
-  step 1.29 s, after-pass batch (per-example gate gradients) 0.51 s = 0.40x a training step,
+- Per batch (what ``--per-batch --threads 1`` times, measured with the same calls in a
+  script before the option existed; 16 x 40 tokens, 6 alternating rounds, load about 8):
+  training step 1.29 s, after-pass batch (per-example gate gradients) 0.51 s = 0.40x a
+  training step (0.60 s with the parameters frozen, as the pass now does: within the noise),
   no-grad forward 0.27 s (after pass / forward = 1.9x). So with one epoch the after pass is
   about 28% of the probe's compute (0.51 / (1.29 + 0.51)); model load, tokenisation and
   store writes are below 5%.
@@ -181,6 +189,68 @@ def profile_one(task: str, args: argparse.Namespace) -> dict[str, Any]:
     return row
 
 
+def per_batch(args: argparse.Namespace) -> dict[str, Any]:
+    """Median wall and CPU seconds of a training step, an after-pass batch, a forward."""
+    import resource
+    import statistics
+
+    import torch
+
+    from gradts_engine import heads, importance, models, probe
+
+    ref = models.resolve_model(args.model or str(models.demo_model_path()))
+    net = probe._single_task_module(models.build_task_model(ref, {"t": 2}, seed=0), "t")
+    layout = heads.head_layout(net)
+    g = torch.Generator().manual_seed(0)
+    B, T = args.batch, args.tokens
+    batch = {"input_ids": torch.randint(1000, 5000, (B, T), generator=g),
+             "attention_mask": torch.ones(B, T, dtype=torch.long),
+             "labels": torch.randint(0, 2, (B,), generator=g)}
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-5)
+
+    def loss_fn(out: Any, b: Any) -> Any:
+        return models.per_example_loss(out, b["labels"], "classification")     # (B,)
+
+    def train_step() -> None:
+        net.train()
+        with heads.HeadGates(net, layout) as gates:
+            gates.open(B)                                                      # (B, L, H)
+            loss = loss_fn(net(**inputs), batch).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    def after_batch() -> None:
+        net.eval()
+        with heads.HeadGates(net, layout) as gates, importance.frozen_parameters(net):
+            heads.gate_importance(net, batch, loss_fn, gates)                  # (B, L, H)
+
+    def forward() -> None:
+        net.eval()
+        with torch.no_grad():
+            net(**inputs)
+
+    fns = {"training step": train_step, "after-pass batch": after_batch,
+           "no-grad forward": forward}
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for f in fns.values():
+        f()                                                                    # warm-up
+    for _ in range(args.rounds):
+        for k, f in fns.items():
+            r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            f()
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    return {"batch": B, "tokens": T, "rounds": args.rounds, "wall_s": med,
+            "cpu_s": {k: statistics.median(v) for k, v in cpu.items()},
+            "after_over_train": med["after-pass batch"] / med["training step"],
+            "after_over_forward": med["after-pass batch"] / med["no-grad forward"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", action="append", help="demo task (repeatable); default "
@@ -191,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--no-instances", action="store_true", help="probe with instances=False")
     ap.add_argument("--cprofile", type=int, default=0, metavar="N")
+    ap.add_argument("--per-batch", action="store_true", help="time one batch of each kind")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--tokens", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -198,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.per_batch:
+        res = per_batch(args)
+        res.update(torch_threads=torch.get_num_threads(), load_avg_1min=os.getloadavg()[0])
+        print(json.dumps(res, indent=2))
+        return 0
     rows = [profile_one(t, args) for t in (args.task or ["match_person", "topic_news"])]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -66,7 +66,7 @@ class MTLSettings:
     epochs: int = 7
     batch_size: int = 32
     lr: float = 5e-5
-    max_length: int = 512
+    max_length: int | None = None  # None: the model's limit, at most 512 (resolve_max_length)
     aux_weight: float = 1.0
     temperature: float = 1.0
     warmup: float = 0.1
@@ -102,6 +102,11 @@ class MTLSettings:
         """The settings that change a trained model (for cache keys)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d.pop("eval_batch_size")
+        if d["max_length"] is None:
+            # "the model's limit, at most 512" is 512 wherever an explicit 512 is valid (a
+            # model of 512 positions or more), so it keeps the key runs were stored under;
+            # on a shorter model an explicit 512 is refused, so the two never collide
+            d["max_length"] = 512
         return d
 
 

@@ -66,11 +66,12 @@ def _encode(spec: TaskSpec, split: str, tokenizer: Any, ref: ModelRef, max_lengt
                              store=store)
 
 
-def effective_max_length(ref: ModelRef, tokenizer: Any, max_length: int) -> int:
-    """``max_length`` capped by what the model accepts (the same rule as the probe)."""
-    from .models import model_max_length, read_config
+def effective_max_length(ref: ModelRef, tokenizer: Any, max_length: int | None) -> int:
+    """The one max-length rule of every stage (:func:`models.resolve_max_length`): the given
+    length (an error when the model accepts less), else the model's limit capped at 512."""
+    from .models import read_config, resolve_max_length
 
-    return min(int(max_length), model_max_length(read_config(ref), tokenizer))
+    return resolve_max_length(max_length, read_config(ref), tokenizer, model=ref.name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,7 +116,7 @@ class MTLData:
     pad_id: int
 
 
-def load_data(ref: ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec], max_length: int,
+def load_data(ref: ModelRef, primary: TaskSpec, aux: Sequence[TaskSpec], max_length: int | None,
                store: Store | None, subsets: Mapping[str, np.ndarray] | None, eval_split: str,
                eval_index: np.ndarray | None,
                report: Mapping[str, tuple[str, np.ndarray | None]] | None) -> MTLData:

@@ -191,3 +191,20 @@ def test_nan_loss_raises_training_error(tiny, reg, store_root, monkeypatch) -> N
         train_mtl(tiny, reg.get("neg_movie"), store=Store(store_root),
                   run=RunSettings(device="cpu"),
                   settings=MTLSettings(epochs=1, batch_size=16, max_length=48))
+
+
+def test_max_length_one_rule_in_multi_task_training(tiny, reg, store_root) -> None:
+    """The probe's max-length rule holds in MTL too: by default the model's own limit (at most
+    512), and a --max-length longer than the model accepts is refused, never silently cut."""
+    from gradts_engine.models import model_max_length, read_config, resolve_model
+    from gradts_engine.mtl import MTLSettings, effective_max_length, train_mtl
+    from gradts_engine.store import Store
+
+    ref = resolve_model(tiny)
+    limit = model_max_length(read_config(ref))
+    assert effective_max_length(ref, None, None) == min(limit, 512)
+    assert MTLSettings().key()["max_length"] == 512  # the key trial runs were stored under
+    with pytest.raises(ConfigError, match="longer than model"):
+        train_mtl(tiny, reg.get("neg_movie"), store=Store(store_root),
+                  run=RunSettings(device="cpu"),
+                  settings=MTLSettings(epochs=1, batch_size=16, max_length=limit + 1))

@@ -27,3 +27,14 @@ def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
 @pytest.fixture
 def store_root() -> Path:
     return Path(os.environ["GRADTS_HOME"])
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> str:
+    """A model directory for tests whose trainer is faked: only a config.json (the store keys
+    need a resolvable model; nothing is loaded from it). CLI tests that build a real tiny model
+    define their own ``model_dir``."""
+    d = tmp_path / "fake-model"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    return str(d)

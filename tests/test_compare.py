@@ -29,14 +29,6 @@ def reg():
     return build_registry(include_user=False, demo_sizes=SIZES)
 
 
-@pytest.fixture
-def model_dir(tmp_path):
-    d = tmp_path / "fake-model"
-    d.mkdir()
-    (d / "config.json").write_text("{}")
-    return str(d)
-
-
 def probe_all(store: Store, model: str) -> None:
     from test_trial import write_probe  # the probe writer of the trial tests
 

@@ -47,14 +47,6 @@ def reg():
     return build_registry(include_user=False, demo_sizes=SIZES)
 
 
-@pytest.fixture
-def model_dir(tmp_path):
-    d = tmp_path / "fake-model"
-    d.mkdir()
-    (d / "config.json").write_text("{}")
-    return str(d)
-
-
 def write_probe(store: Store, model: str, spec, during: np.ndarray, R: np.ndarray | None,
                 *, chunk: int = 16, settings: dict | None = None, data_fp: str | None = None
                 ) -> None:

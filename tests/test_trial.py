@@ -36,14 +36,6 @@ def reg():
     return build_registry(include_user=False, demo_sizes=SIZES)
 
 
-@pytest.fixture
-def model_dir(tmp_path):
-    d = tmp_path / "fake-model"
-    d.mkdir()
-    (d / "config.json").write_text("{}")
-    return str(d)
-
-
 def write_probe(store: Store, model: str, task: str, vec: np.ndarray, L: int = 3, H: int = 4,
                 settings: dict | None = None):
     ref = resolve_model(model)

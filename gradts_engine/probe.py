@@ -25,7 +25,6 @@ half-written, and the next run continues with the rest.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -46,6 +45,7 @@ from .probe_context import (
     context,
     probe_key,
     probe_settings,
+    world_info,
 )
 from .progress import ProgressFn, Stage, emit
 from .signal import Measure
@@ -106,15 +106,17 @@ def probe_tasks(model: str, tasks: Sequence[TaskSpec], *, store: Store, run: Run
 
     ctx.world = distributed.init(ctx.device.type)
     if ctx.world.distributed:
-        return _probe_parallel(ctx, model, tasks, force=force, progress=progress)
+        from .probe_parallel import probe_parallel
+
+        return probe_parallel(ctx, model, tasks, force=force, progress=progress)
     outcomes = []
     for spec in tasks:
         interrupts.check()
-        outcomes.append(_probe_one(ctx, spec, force=force, progress=progress))
+        outcomes.append(probe_one(ctx, spec, force=force, progress=progress))
     return ProbeRun(model, ctx.ref.cache_id, ctx.measure, tuple(outcomes))
 
 
-def _cached(ctx: ProbeContext, spec: TaskSpec, key: Any, t0: float,
+def cached_outcome(ctx: ProbeContext, spec: TaskSpec, key: Any, t0: float,
             progress: ProgressFn | None) -> ProbeOutcome:
     entry = ctx.store.entry(key, verify=True)  # a damaged entry is reported, never used
     result = results.read_result(ctx.store, entry, verify=False)
@@ -122,14 +124,14 @@ def _cached(ctx: ProbeContext, spec: TaskSpec, key: Any, t0: float,
     return ProbeOutcome(spec.name, True, time.perf_counter() - t0, result)
 
 
-def _probe_one(ctx: ProbeContext, spec: TaskSpec, *, force: bool,
+def probe_one(ctx: ProbeContext, spec: TaskSpec, *, force: bool,
                progress: ProgressFn | None) -> ProbeOutcome:
     from . import data
 
     t0 = time.perf_counter()
     key = probe_key(ctx, spec)
     if not force and ctx.store.exists(key):
-        return _cached(ctx, spec, key, t0, progress)
+        return cached_outcome(ctx, spec, key, t0, progress)
     emit(progress, Stage.LOAD, task=spec.name, message="loading data")
     split = data.load_split(spec, "train", store=ctx.store,
                             max_examples=ctx.probe.max_train_examples)
@@ -137,16 +139,16 @@ def _probe_one(ctx: ProbeContext, spec: TaskSpec, *, force: bool,
     if key2 != key:
         key = key2
         if not force and ctx.store.exists(key):
-            return _cached(ctx, spec, key, t0, progress)
+            return cached_outcome(ctx, spec, key, t0, progress)
     with ctx.store.lock(key):
         if not force and ctx.store.exists(key):  # another process finished it meanwhile
-            return _cached(ctx, spec, key, t0, progress)
+            return cached_outcome(ctx, spec, key, t0, progress)
         encoded = data.encode_split(split, ctx.tokenizer, tokenizer_id=ctx.ref.cache_id,
                                     max_length=ctx.max_length, store=ctx.store, force=force)
         check_labels(spec, encoded.labels)
         load_s = time.perf_counter() - t0
         with ctx.store.writer(key) as w:
-            info = _compute(ctx, spec, encoded, w, progress)
+            info = compute(ctx, spec, encoded, w, progress)
             info["timings"]["load_s"] = round(load_s + info["timings"].pop("build_s"), 3)
             w.info.update(info)  # type: ignore[attr-defined]
     entry = ctx.store.entry(key, verify=False)
@@ -187,7 +189,7 @@ def build_probe_model(ctx: ProbeContext, spec: TaskSpec) -> tuple[Any, Any]:
     return net, heads.head_layout(net)
 
 
-def _compute(ctx: ProbeContext, spec: TaskSpec, encoded: Any, w: Any,
+def compute(ctx: ProbeContext, spec: TaskSpec, encoded: Any, w: Any,
              progress: ProgressFn | None) -> dict[str, Any]:
     import torch
 
@@ -226,7 +228,7 @@ def _compute(ctx: ProbeContext, spec: TaskSpec, encoded: Any, w: Any,
         "timings": timings, "train": train, "dev": dev, "device": str(ctx.device),
         "precision": ctx.settings["precision"], "seed": ctx.run.seed,
         "max_length_seen": int(encoded.lengths().max()) if len(encoded) else 0,
-        **_world_info(ctx),
+        **world_info(ctx),
     }
 
 
@@ -351,136 +353,3 @@ def _dev_metrics(ctx: ProbeContext, spec: TaskSpec, net: Any,
     emit(progress, Stage.DEV, task=spec.name, done=len(enc), total=len(enc),
          metrics={spec.main_metric: out["main"] if out["main"] is not None else float("nan")})
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Several processes (DESIGN.md §5, distributed.py)
-# ---------------------------------------------------------------------------------------------
-def _world_info(ctx: ProbeContext) -> dict[str, Any]:
-    """Which rank computed an entry, out of how many, and how (recorded in its info)."""
-    world = ctx.world
-    if world is None or not world.distributed:
-        return {}
-    return {"distributed": {"rank": world.rank, "world_size": world.size,
-                            "backend": world.backend,
-                            "parallel": "data" if ctx.data_parallel else "task"}}
-
-
-def _pending_cost(ctx: ProbeContext, spec: TaskSpec, force: bool) -> int:
-    """Training tokens x epochs of ``spec``'s probe (its LPT cost), or -1 when it is cached.
-
-    Tokenising here is not wasted: the tokens are cached for the rank that probes the task.
-    """
-    from . import data
-
-    if not force and ctx.store.exists(probe_key(ctx, spec)):
-        return -1
-    split = data.load_split(spec, "train", store=ctx.store,
-                            max_examples=ctx.probe.max_train_examples)
-    if not force and ctx.store.exists(probe_key(ctx, spec)):  # a Hub revision known only now
-        return -1
-    enc = data.encode_split(split, ctx.tokenizer, tokenizer_id=ctx.ref.cache_id,
-                            max_length=ctx.max_length, store=ctx.store)
-    return int(enc.input_ids.size) * ctx.probe.epochs
-
-
-def _probe_parallel(ctx: ProbeContext, model: str, tasks: Sequence[TaskSpec], *, force: bool,
-                    progress: ProgressFn | None) -> ProbeRun:
-    """Task parallelism: every rank probes whole tasks, largest first (LPT by tokens).
-
-    Each rank measures the cost of every W-th task, all ranks agree on the costs and compute
-    the same assignment (:func:`distributed.assign_lpt`); each task is written by the rank
-    that probed it, under the key's lock. With fewer tasks to compute than ranks, all ranks
-    probe each task together instead (:func:`_probe_one_dp`: data parallelism). Every rank
-    returns the whole run (read back from the store); rank 0's ``progress`` sees its own
-    tasks and a ``done`` event for every other.
-    """
-    import torch
-
-    from . import distributed
-
-    world = ctx.world
-    if ctx.device.type == "cuda":
-        ctx.device = torch.device("cuda", world.local_rank)
-    distributed.check_same_store(world, ctx.store.root)
-    mine = {str(i): _pending_cost(ctx, tasks[i], force)
-            for i in range(world.rank, len(tasks), world.size)}
-    costs = [0] * len(tasks)
-    for part in distributed.all_gather_json(world, mine):
-        for i, cost in part.items():
-            costs[int(i)] = int(cost)
-    pending = [i for i, c in enumerate(costs) if c >= 0]
-    seconds: dict[str, float] = {}
-    if len(pending) >= world.size:            # task parallelism: whole tasks, largest first
-        plan = distributed.assign_lpt([costs[i] for i in pending], world.size)
-        for j in plan[world.rank]:
-            spec = tasks[pending[j]]
-            seconds[str(pending[j])] = _probe_one(ctx, spec, force=force,
-                                                  progress=progress).seconds
-    else:                                     # more ranks than tasks: all ranks on each task
-        ctx.data_parallel = True
-        try:
-            for i in sorted(pending, key=lambda i: -costs[i]):
-                seconds[str(i)] = _probe_one_dp(ctx, tasks[i], force=force, progress=progress)
-        finally:
-            ctx.data_parallel = False
-    done: dict[int, float] = {}
-    for part in distributed.all_gather_json(world, seconds):   # also: every unit is stored
-        done.update((int(i), float(s)) for i, s in part.items())
-    outcomes = []
-    for i, spec in enumerate(tasks):
-        t0 = time.perf_counter()
-        key = probe_key(ctx, spec)
-        if i not in done:
-            outcomes.append(_cached(ctx, spec, key, t0, progress))
-            continue
-        entry = ctx.store.entry(key, verify=False)
-        if str(i) not in seconds:
-            emit(progress, "done", task=spec.name, done=1, total=1, message=str(entry.path),
-                 metrics={"seconds": done[i]})
-        outcomes.append(ProbeOutcome(spec.name, False, done[i],
-                                     results.read_result(ctx.store, entry, verify=False)))
-    return ProbeRun(model, ctx.ref.cache_id, ctx.measure, tuple(outcomes))
-
-
-class _NullWriter:
-    """What a rank other than 0 writes in a data-parallel unit: nothing (rank 0 writes)."""
-
-    def __init__(self) -> None:
-        self.info: dict[str, Any] = {}
-
-    def save_arrays(self, name: str, arrays: Mapping[str, Any]) -> None:
-        pass
-
-
-def _probe_one_dp(ctx: ProbeContext, spec: TaskSpec, *, force: bool,
-                  progress: ProgressFn | None) -> float:
-    """Data parallelism: every rank fine-tunes ``spec`` (DDP) and runs its shard of the pass.
-
-    Rank 0 holds the key's lock and writes the entry; the others compute the same steps
-    (:func:`fine_tune`, :func:`importance._walk_sharded`) and write nothing. Returns seconds.
-    """
-    from . import data, distributed
-
-    world, t0 = ctx.world, time.perf_counter()
-    split = data.load_split(spec, "train", store=ctx.store,
-                            max_examples=ctx.probe.max_train_examples)
-    key = probe_key(ctx, spec)
-    encoded = data.encode_split(split, ctx.tokenizer, tokenizer_id=ctx.ref.cache_id,
-                                max_length=ctx.max_length, store=ctx.store)
-    check_labels(spec, encoded.labels)
-    with ctx.store.lock(key) if world.is_main else contextlib.nullcontext():
-        # another gradts process may have finished it meanwhile: rank 0 decides for all
-        if distributed.broadcast_json(world, not force and ctx.store.exists(key)):
-            return time.perf_counter() - t0
-        load_s = time.perf_counter() - t0
-        writer: Any = (ctx.store.writer(key) if world.is_main
-                       else contextlib.nullcontext(_NullWriter()))
-        with writer as w:
-            info = _compute(ctx, spec, encoded, w, progress)
-            info["timings"]["load_s"] = round(load_s + info["timings"].pop("build_s"), 3)
-            w.info.update(info)
-    distributed.barrier(world)             # the entry is in place before any rank reads it
-    seconds = time.perf_counter() - t0
-    emit(progress, Stage.DONE, task=spec.name, done=1, total=1, metrics={"seconds": seconds})
-    return seconds

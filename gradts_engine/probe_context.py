@@ -161,3 +161,13 @@ def check_labels(spec: TaskSpec, labels: np.ndarray) -> None:
         raise DataError(f"task '{spec.name}': train example {int(bad[0])} {why}"
                         + (f" ({bad.size} such examples)" if bad.size > 1 else ""),
                         hint="fix the data, or redeclare the task's labels", task=spec.name)
+
+
+def world_info(ctx: ProbeContext) -> dict[str, Any]:
+    """Which rank computed an entry, out of how many, and how (recorded in its info)."""
+    world = ctx.world
+    if world is None or not world.distributed:
+        return {}
+    return {"distributed": {"rank": world.rank, "world_size": world.size,
+                            "backend": world.backend,
+                            "parallel": "data" if ctx.data_parallel else "task"}}

@@ -44,7 +44,7 @@ def _csv(path: Path | None, text_of: Any, result: Any) -> list[Path]:
         return []
     from gradts_engine.store import atomic_write_text
 
-    atomic_write_text(path, text_of(result))
+    atomic_write_text(path, text_of(result), what="--csv")
     return [path]
 
 

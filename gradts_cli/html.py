@@ -288,5 +288,6 @@ def write_html_report(rep: Report, path: Path, store: Any,
                 plt.close(fig)
     keys = [p.key for p in rep.probes] + [t.key for t in rep.trials if t.key] \
         + [f.key for f in rep.fg if f.key]
-    atomic_write_text(path, render_html(rep, figs, provenance(store, keys), missing))
+    atomic_write_text(path, render_html(rep, figs, provenance(store, keys), missing),
+                      what="--html")
     return path, missing

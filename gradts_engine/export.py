@@ -109,7 +109,7 @@ def export_task_matrices(results: Sequence[ImportanceResult], out_dir: Path,
             m = np.asarray(arrays[k], dtype=np.float32)  # (L, H)
             if fmt == "npy":
                 p = out_dir / f"{safe_component(r.task)}.{k}.npy"
-                atomic_write_bytes(p, _npy_bytes(m))
+                atomic_write_bytes(p, _npy_bytes(m), what="the export")
                 files.append(p)
             else:
                 rows.extend([r.task, k, li, hi, repr(float(m[li, hi]))]
@@ -120,7 +120,7 @@ def export_task_matrices(results: Sequence[ImportanceResult], out_dir: Path,
         w.writerow(["task", "estimator", "layer", "head", "value"])
         w.writerows(rows)
         p = out_dir / "task_matrices.csv"
-        atomic_write_text(p, buf.getvalue())
+        atomic_write_text(p, buf.getvalue(), what="the export")
         files.append(p)
     return ExportResult(tuple(files), counts)
 
@@ -134,8 +134,8 @@ def export_instance_matrices(result: ImportanceResult, out_dir: Path,
     if fmt == "npy":
         index, R = result.instances()  # (N,), (N, L, H)
         pi, pr = out_dir / f"{stem}.index.npy", out_dir / f"{stem}.instances.npy"
-        atomic_write_bytes(pi, _npy_bytes(np.asarray(index, dtype=np.int64)))
-        atomic_write_bytes(pr, _npy_bytes(np.asarray(R, dtype=np.float32)))
+        atomic_write_bytes(pi, _npy_bytes(np.asarray(index, dtype=np.int64)), "the export")
+        atomic_write_bytes(pr, _npy_bytes(np.asarray(R, dtype=np.float32)), "the export")
         return ExportResult((pi, pr), {result.task: int(index.shape[0])})
     L, H = result.num_layers, result.num_heads
     p = out_dir / f"{stem}.instances.csv"
@@ -258,7 +258,7 @@ def export_kept_instances(store: Store, fg: FgResult, specs: Mapping[str, TaskSp
 def _write_rows(out: Path, fmt: str, records: Sequence[Mapping[str, Any]]) -> None:
     if fmt == "jsonl":
         atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                       for r in records))
+                                       for r in records), what="the export")
         return
     cols: list[str] = []
     for r in records:
@@ -269,7 +269,7 @@ def _write_rows(out: Path, fmt: str, records: Sequence[Mapping[str, Any]]) -> No
                        quoting=csv.QUOTE_MINIMAL)
     w.writeheader()
     w.writerows(records)
-    atomic_write_text(out, buf.getvalue())
+    atomic_write_text(out, buf.getvalue(), what="the export")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -143,7 +143,8 @@ def probe_key(ctx: ProbeContext, spec: TaskSpec) -> Any:
 
 
 def check_labels(spec: TaskSpec, labels: np.ndarray) -> None:
-    """Every training label must fit the head: ids in [0, n_out), finite regression values."""
+    """Every training label must fit the head: ids in [0, n_out), finite regression values,
+    and a classification task has at least two classes among its training examples."""
     if spec.kind == "regression":
         bad = np.flatnonzero(~np.isfinite(labels))
         if bad.size:
@@ -161,6 +162,12 @@ def check_labels(spec: TaskSpec, labels: np.ndarray) -> None:
         raise DataError(f"task '{spec.name}': train example {int(bad[0])} {why}"
                         + (f" ({bad.size} such examples)" if bad.size > 1 else ""),
                         hint="fix the data, or redeclare the task's labels", task=spec.name)
+    present = np.unique(labels)
+    if labels.size > 1 and present.size < 2:
+        raise DataError(f"task '{spec.name}': every train example has the one label "
+                        f"'{spec.labels[int(present[0])]}', so there is no class to tell apart",
+                        hint="check the label column, or use more training examples "
+                             "(--max-train-examples)", task=spec.name)
 
 
 def world_info(ctx: ProbeContext) -> dict[str, Any]:

@@ -142,7 +142,7 @@ def compare(
     if csv_ is not None:
         from gradts_engine.store import atomic_write_text
 
-        atomic_write_text(csv_, result.to_csv())
+        atomic_write_text(csv_, result.to_csv(), what="--csv")
     if json_:
         output.print_json(result.to_json())
         return

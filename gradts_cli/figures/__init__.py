@@ -98,7 +98,7 @@ def save_figure(fig: Any, path: Path, formats: Sequence[str] | None = None) -> t
         targets = [(path.with_suffix(f".{f}"), f) for f in formats]
     try:
         for p, f in targets:
-            atomic_write_bytes(p, render_bytes(fig, f))
+            atomic_write_bytes(p, render_bytes(fig, f), what="the figure")
     finally:
         plt.close(fig)
     return tuple(p for p, _ in targets)

@@ -196,7 +196,7 @@ CASES: list[Case] = [
     ("task-path-like", 3, "../x", lambda w: _probe(w, task="../x")),
     ("task-absolute", 3, "/etc/passwd", lambda w: _probe(w, task="/etc/passwd")),
     ("task-slash", 3, "a/b", lambda w: _probe(w, task="a/b")),
-    ("corr-primary-unknown", 9, "nope", lambda w: ["--tasks-file", str(w.tasks), "corr",
+    ("corr-primary-unknown", 3, "nope", lambda w: ["--tasks-file", str(w.tasks), "corr",
                                                    "--model", str(w.model), "--primary", "nope"]),
     ("suite-unknown", 3, "nope", lambda w: ["--tasks-file", str(w.tasks), "probe", "--model",
                                             str(w.model), "--suite", "nope", *FAST]),
@@ -230,6 +230,9 @@ CASES: list[Case] = [
     ("report-html-onto-directory", 2, "html", lambda w: [
         "--tasks-file", str(w.tasks), "report", "--model", str(w.model), "--primary", "prim",
         "--html", str(w.dir)]),
+    ("report-csv-onto-directory", 2, "csv", lambda w: [
+        "--tasks-file", str(w.tasks), "report", "--model", str(w.model), "--primary", "prim",
+        "--csv", str(w.dir)]),
     # -- config and environment -------------------------------------------------------------
     ("config-not-utf8", 2, "utf", lambda w: _cfg(w, b"[probe]\nepochs = 2 # \xff\n")),
     ("config-syntax", 2, "toml", lambda w: _cfg(w, "[probe\n")),

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError, OfflineError, UsageError, did_you_mean
-from .progress import ProgressFn, emit
+from .progress import ProgressFn, Stage, emit
 
 if TYPE_CHECKING:
     from .corr import CorrResult
@@ -269,30 +269,67 @@ def run_demo(store: Store, *, model: str | None = None, primary: str = DEFAULT_P
              progress: ProgressFn | None = None) -> DemoResult:
     """Run data -> probe -> corr -> trial -> fg -> report on the demo suite (module docstring).
 
-    ``progress`` receives a ``"demo"`` event at the start of every stage (``message`` = stage,
-    ``done`` = its index, ``total`` = 6, ``metrics["units"]`` = the tasks or runs it will
-    count), ``"demo-note"`` events with a message, and every event of the stages' engine
-    functions.
+    ``progress`` receives a ``Stage.DEMO`` event at the start of every stage (``message`` =
+    stage, ``done`` = its index, ``total`` = 6, ``metrics["units"]`` = the tasks or runs it
+    will count), ``Stage.DEMO_NOTE`` events with a message, and every event of the stages'
+    engine functions.
     """
-    from .config import ProbeSettings, RunSettings, TrialSettings
-    from .tasks import build_registry
-    from .tasks.demo import DEMO_SUITE
+    from .config import RunSettings
+    from .corr import correlate_tasks
+    from .report import build_report
+    from .tasks.demo import DEMO_TASKS
 
     s = settings or DemoSettings()
     s.check()
     t_start = time.perf_counter()
     stages: list[StageTime] = []
-    notes: list[str] = []
 
     def stage(i: int, name: str, units: int = 1) -> float:
-        emit(progress, "demo", task=None, done=i, total=len(STAGES), message=name,
+        emit(progress, Stage.DEMO, task=None, done=i, total=len(STAGES), message=name,
              metrics={"units": float(units)})
         return time.perf_counter()
 
-    # 1. data
-    from .tasks.demo import DEMO_TASKS
+    t0 = stage(0, "data", len(DEMO_TASKS))                                    # 1. data
+    registry, specs, model_name, source = _data_stage(store, s, primary, model, progress)
+    names = [sp.name for sp in specs]
+    stages.append(StageTime("data", time.perf_counter() - t0,
+                            f"{len(specs)} tasks x {s.train_size}/{s.dev_size}/"
+                            f"{s.test_size or s.dev_size} train/dev/test examples"))
+    t0 = stage(1, "probe", len(specs))                                        # 2. probe
+    run = RunSettings(model=model_name, device=s.device, precision=s.precision, seed=s.seed)
+    probe_run, detail = _probe_stage(store, s, model_name, specs, run, force, progress)
+    stages.append(StageTime("probe", time.perf_counter() - t0, detail))
+    t0 = stage(2, "corr")                                                     # 3. corr
+    corr = correlate_tasks(store, model_name, names, primary=None, method=s.method,
+                           estimator=s.estimator, progress=progress)
+    stages.append(StageTime("corr", time.perf_counter() - t0,
+                            f"{s.method} tau, {s.estimator} estimator"))
+    t0 = stage(3, "trial", 1 + s.trial_max_aux)                               # 4. trial
+    trial = _trial_stage(store, s, model_name, registry, specs, primary, run, force, progress)
+    stages.append(_trial_time(s, primary, trial, t0))
+    t0 = stage(4, "fg")                                                       # 5. fg
+    fg = _fg_stage(store, s, model_name, registry, primary, run, trial, force, progress)
+    stages.append(_fg_time(s, trial, fg, t0))
+    t0 = stage(5, "report")                                                   # 6. report
+    rep = build_report(store, model_name, primary, estimator=s.estimator, method=s.method,
+                       registry=registry)
+    rows = sibling_rows(corr, {p.task: p.dev_score for p in rep.probes})
+    stages.append(StageTime("report", time.perf_counter() - t0))
+    emit(progress, Stage.DEMO, task=None, done=len(STAGES), total=len(STAGES), message="done")
+    return DemoResult(
+        store_root=str(store.root), model=model_name, model_source=source, primary=primary,
+        settings=s, stages=tuple(stages), total_s=time.perf_counter() - t_start,
+        probe=probe_run, corr=corr, trial=trial, fg=fg, report=rep, siblings=rows,
+        caveats=_caveats(rows, s, s.dev_size, trial), notes=())
 
-    t0 = stage(0, "data", len(DEMO_TASKS))
+
+def _data_stage(store: Store, s: DemoSettings, primary: str, model: str | None,
+                progress: ProgressFn | None) -> tuple[Any, list[Any], str, str]:
+    """The suite's registry and specs (every split loaded once), and the model to use."""
+    from . import data
+    from .tasks import build_registry
+    from .tasks.demo import DEMO_SUITE
+
     registry = build_registry(include_user=False, demo_seed=0, demo_sizes={
         "train": s.train_size, "dev": s.dev_size, "test": s.test_size or s.dev_size})
     specs = registry.resolve([], DEMO_SUITE)
@@ -302,99 +339,84 @@ def run_demo(store: Store, *, model: str | None = None, primary: str = DEFAULT_P
                          hint=did_you_mean(primary, names) or f"choose --primary from "
                          f"{', '.join(names)}")
     model_name, source = demo_model(model)
-    emit(progress, "demo-note", message=f"model: {model_name} ({source})")
-    from . import data
-
+    emit(progress, Stage.DEMO_NOTE, message=f"model: {model_name} ({source})")
     for i, sp in enumerate(specs):
         for split in ("train", "dev", "test"):
             data.load_split(sp, split, store=store)
-        emit(progress, "data", task=sp.name, done=i + 1, total=len(specs))
-    stages.append(StageTime("data", time.perf_counter() - t0,
-                            f"{len(specs)} tasks x {s.train_size}/{s.dev_size}/"
-                            f"{s.test_size or s.dev_size} train/dev/test examples"))
+        emit(progress, Stage.DATA, task=sp.name, done=i + 1, total=len(specs))
+    return registry, specs, model_name, source
 
-    # 2. probe
+
+def _probe_stage(store: Store, s: DemoSettings, model_name: str, specs: list[Any], run: Any,
+                 force: bool, progress: ProgressFn | None) -> tuple[Any, str]:
+    from .config import ProbeSettings
     from .probe import probe_tasks
 
-    t0 = stage(1, "probe", len(specs))
-    run = RunSettings(model=model_name, device=s.device, precision=s.precision, seed=s.seed)
     probe = ProbeSettings(measure="gate", epochs=s.epochs, batch_size=s.batch_size, lr=s.lr,
                           max_length=s.max_length, instances=True)
     probe_run = probe_tasks(model_name, specs, store=store, run=run, probe=probe, force=force,
                             progress=progress)
     n_cached = sum(o.cached for o in probe_run.outcomes)
-    stages.append(StageTime("probe", time.perf_counter() - t0,
-                            f"{len(specs)} tasks, {s.epochs} "
-                            f"epoch{'' if s.epochs == 1 else 's'} at lr {s.lr:g}"
-                            + (f"; {n_cached} from the cache" if n_cached else "")))
+    return probe_run, (f"{len(specs)} tasks, {s.epochs} epoch{'' if s.epochs == 1 else 's'} "
+                       f"at lr {s.lr:g}" + (f"; {n_cached} from the cache" if n_cached else ""))
 
-    # 3. corr
-    from .corr import correlate_tasks
 
-    t0 = stage(2, "corr")
-    corr = correlate_tasks(store, model_name, names, primary=None, method=s.method,
-                           estimator=s.estimator, progress=progress)
-    stages.append(StageTime("corr", time.perf_counter() - t0,
-                            f"{s.method} tau, {s.estimator} estimator"))
+def _trial_settings(s: DemoSettings) -> Any:
+    from .config import TrialSettings
 
-    # 4. trial
-    trial_set = TrialSettings(epochs=s.trial_epochs, patience=s.trial_patience,
-                              max_aux=s.trial_max_aux, batch_size=s.trial_batch_size,
-                              lr=s.trial_lr, max_length=s.max_length, seeds=1)
-    p_spec = registry.get(primary)
-    trial = None
-    t0 = stage(3, "trial", 1 + s.trial_max_aux)
+    return TrialSettings(epochs=s.trial_epochs, patience=s.trial_patience,
+                         max_aux=s.trial_max_aux, batch_size=s.trial_batch_size,
+                         lr=s.trial_lr, max_length=s.max_length, seeds=1)
+
+
+def _trial_stage(store: Store, s: DemoSettings, model_name: str, registry: Any,
+                 specs: list[Any], primary: str, run: Any, force: bool,
+                 progress: ProgressFn | None) -> Any:
+    """GradTS-trial for the primary (None with ``skip_trial``)."""
     if s.skip_trial:
-        stages.append(StageTime("trial", 0.0, "skipped (--skip-trial)", skipped=True))
-    else:
-        from .selection.trial import run_trial
-        from .signal import ImportanceSignal
+        return None
+    from .selection.trial import run_trial
+    from .signal import ImportanceSignal
 
-        cands = [sp for sp in specs if sp.name != primary]
-        trial = run_trial(model_name, p_spec, cands, store=store, run=run, trial=trial_set,
-                          signal=ImportanceSignal.parse(estimator=s.estimator, method=s.method),
-                          force=force, progress=progress)
-        stages.append(StageTime("trial", time.perf_counter() - t0,
-                                f"{len(trial.trials)} candidate sets for {primary}, "
-                                f"{s.trial_epochs} epoch{'' if s.trial_epochs == 1 else 's'}, "
-                                f"max {s.trial_max_aux} aux"))
+    cands = [sp for sp in specs if sp.name != primary]
+    return run_trial(model_name, registry.get(primary), cands, store=store, run=run,
+                     trial=_trial_settings(s),
+                     signal=ImportanceSignal.parse(estimator=s.estimator, method=s.method),
+                     force=force, progress=progress)
 
-    # 5. fg
-    fg = None
-    t0 = stage(4, "fg")
+
+def _trial_time(s: DemoSettings, primary: str, trial: Any, t0: float) -> StageTime:
+    if trial is None:
+        return StageTime("trial", 0.0, "skipped (--skip-trial)", skipped=True)
+    return StageTime("trial", time.perf_counter() - t0,
+                     f"{len(trial.trials)} candidate sets for {primary}, {s.trial_epochs} "
+                     f"epoch{'' if s.trial_epochs == 1 else 's'}, max {s.trial_max_aux} aux")
+
+
+def _fg_stage(store: Store, s: DemoSettings, model_name: str, registry: Any, primary: str,
+              run: Any, trial: Any, force: bool, progress: ProgressFn | None) -> Any:
+    """GradTS-fg on the trial's chosen tasks (None when skipped or without a trial)."""
     if s.skip_fg or trial is None:
+        return None
+    from .selection.cuts import make_cuts
+    from .selection.fg import run_fg
+    from .signal import ImportanceSignal
+
+    cuts = make_cuts(None if s.fg_keep_fraction is not None else [s.fg_threshold],
+                     s.fg_keep_fraction)
+    return run_fg(model_name, registry.get(primary), None, store=store, run=run,
+                  trial_settings=_trial_settings(s), cuts=cuts,
+                  signal=ImportanceSignal.parse(estimator=s.estimator, method=s.method),
+                  force=force, progress=progress, registry=registry)
+
+
+def _fg_time(s: DemoSettings, trial: Any, fg: Any, t0: float) -> StageTime:
+    if fg is None:
         why = "--skip-fg" if s.skip_fg else "needs the trial"
-        stages.append(StageTime("fg", 0.0, f"skipped ({why})", skipped=True))
-    else:
-        from .selection.cuts import make_cuts
-        from .selection.fg import run_fg
-        from .signal import ImportanceSignal
-
-        cuts = make_cuts(None if s.fg_keep_fraction is not None else [s.fg_threshold],
-                         s.fg_keep_fraction)
-        fg = run_fg(model_name, p_spec, None, store=store, run=run, trial_settings=trial_set,
-                    cuts=cuts, signal=ImportanceSignal.parse(estimator=s.estimator,
-                                                             method=s.method),
-                    force=force, progress=progress, registry=registry)
-        kept = fg.rows[0].kept_total if fg.rows else 0
-        stages.append(StageTime("fg", time.perf_counter() - t0,
-                                (f"top {s.fg_keep_fraction:.0%} by tau"
-                                 if s.fg_keep_fraction is not None
-                                 else f"tau ≥ {s.fg_threshold:g}") + f": kept {kept} instances"
-                                if fg.aux else "nothing to select (the trial kept no task)"))
-
-    # 6. report
-    from .report import build_report
-
-    t0 = stage(5, "report")
-    rep = build_report(store, model_name, primary, estimator=s.estimator, method=s.method,
-                       registry=registry)
-    dev = {p.task: p.dev_score for p in rep.probes}
-    rows = sibling_rows(corr, dev)
-    stages.append(StageTime("report", time.perf_counter() - t0))
-    emit(progress, "demo", task=None, done=len(STAGES), total=len(STAGES), message="done")
-    return DemoResult(
-        store_root=str(store.root), model=model_name, model_source=source, primary=primary,
-        settings=s, stages=tuple(stages), total_s=time.perf_counter() - t_start,
-        probe=probe_run, corr=corr, trial=trial, fg=fg, report=rep, siblings=rows,
-        caveats=_caveats(rows, s, s.dev_size, trial), notes=tuple(notes))
+        return StageTime("fg", 0.0, f"skipped ({why})", skipped=True)
+    kept = fg.rows[0].kept_total if fg.rows else 0
+    how = (f"top {s.fg_keep_fraction:.0%} by tau" if s.fg_keep_fraction is not None
+           else f"tau ≥ {s.fg_threshold:g}")
+    return StageTime("fg", time.perf_counter() - t0,
+                     f"{how}: kept {kept} instances" if fg.aux
+                     else "nothing to select (the trial kept no task)")

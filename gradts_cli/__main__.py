@@ -1,8 +1,6 @@
 """``python -m gradts_cli``: the ``gradts`` command (what ``torchrun -m gradts_cli`` runs)."""
 
-import sys
-
-from gradts_cli.app import main
+from gradts_cli.app import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -12,6 +12,7 @@ to :mod:`gradts_cli.output`; then add its name to :data:`COMMANDS`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -248,5 +249,20 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def run() -> None:
+    """The console script (``gradts``, ``python -m gradts_cli``): :func:`main`, then exit.
+
+    Once main() has returned, SIGINT is ignored: the interpreter's shutdown (which can take
+    seconds with torch loaded) restores the default handler, and a Ctrl-C landing there would
+    kill the process with signal 2 instead of letting the finished command exit cleanly.
+    """
+    import signal
+
+    code = main()
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

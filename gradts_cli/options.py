@@ -217,15 +217,6 @@ def state(ctx: typer.Context) -> State:
     return obj if isinstance(obj, State) else State()
 
 
-def check_choice(value: str | None, choices: tuple[str, ...], what: str, flag: str) -> None:
-    """A usage error for a value (when given) that is not one of ``choices``."""
-    if value is not None and value not in choices:
-        from gradts_engine.errors import UsageError
-
-        raise UsageError(f"unknown {what} {value!r}",
-                         hint=f"choose {flag} from {', '.join(choices)}")
-
-
 def require_model(model: str | None) -> str:
     """The resolved ``[run] model``, or the engine's one "no model given" error."""
     if not model:

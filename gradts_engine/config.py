@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, did_you_mean
-from .models import PRECISIONS as _PRECISIONS
 from .models import parse_device, parse_precision
 from .signal import FG_THRESHOLD, Estimator, Measure, Method, parse_choice
 
@@ -103,20 +102,6 @@ SECTIONS: dict[str, type] = {
     "trial": TrialSettings,
     "fg": FgSettings,
 }
-
-
-# The closed sets the CLI lists in --help and completes (validated in models.parse_*).
-PRECISIONS = _PRECISIONS
-DEVICE_HELP = "auto, cpu, cuda or cuda:N"
-
-
-def valid_device(name: str) -> bool:
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
-    try:
-        parse_device(name)
-    except ConfigError:
-        return False
-    return True
 
 
 # Environment variables that are not settings (everything else named GRADTS_* must be one).

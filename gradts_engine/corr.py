@@ -41,7 +41,6 @@ from .corr_records import (
     ProbeInfo,
 )
 from .correlate import (
-    METHODS,
     RankedCandidate,
     correlate_many,
     correlation_matrix,
@@ -59,15 +58,13 @@ from .errors import (
 from .progress import ProgressFn, Stage, emit
 from .rank_bootstrap import attach_bootstrap, bootstrap_rankings_all
 from .results import (
-    ESTIMATORS,
-    MEASURES,
     ImportanceResult,
     check_comparable,
     choose_probes,
     find_results,
     read_result,
 )
-from .signal import FG_THRESHOLD
+from .signal import FG_THRESHOLD, Estimator, Measure, Method, parse_choice
 
 if TYPE_CHECKING:
     from .store import Store
@@ -89,14 +86,6 @@ def probed_tasks(store: Store, model: str, measure: str = "gate") -> list[str]:
 def probed_models(store: Store, measure: str | None = None) -> list[str]:
     """Model names found in the store's probe entries (for hints)."""
     return sorted({str(e.info.get("model_name")) for e in find_results(store, None, measure)})
-
-
-def _check_choice(value: str, choices: Sequence[str], what: str, flag: str) -> None:
-    if value not in choices:
-        raise ConfigError(
-            f"unknown {what} '{value}'",
-            hint=(did_you_mean(value, choices) or f"{flag} is one of {', '.join(choices)}"),
-        )
 
 
 def _load(store: Store, model: str, tasks: list[str], measure: str
@@ -169,9 +158,9 @@ def correlate_tasks(
     """
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    _check_choice(method, METHODS, "correlation method", "--method")
-    _check_choice(estimator, ESTIMATORS, "estimator", "--estimator")
-    _check_choice(measure, MEASURES, "importance measure", "--measure")
+    method = str(parse_choice(Method, method, "correlation method", "--method"))
+    estimator = str(parse_choice(Estimator, estimator, "estimator", "--estimator"))
+    measure = str(parse_choice(Measure, measure, "importance measure", "--measure"))
     if bootstrap < 0:
         raise ConfigError(f"--bootstrap must be 0 or more, got {bootstrap}")
     if instances and not primary:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError, OfflineError, UsageError, did_you_mean
 from .progress import ProgressFn, Stage, emit
+from .signal import FG_THRESHOLD
 
 if TYPE_CHECKING:
     from .corr import CorrResult
@@ -73,7 +74,7 @@ class DemoSettings:
     trial_patience: int = 1
     trial_lr: float = 1e-4
     trial_batch_size: int = 16
-    fg_threshold: float = 0.62
+    fg_threshold: float = FG_THRESHOLD
     fg_keep_fraction: float | None = 0.25  # used instead of fg_threshold when set
     skip_trial: bool = False
     skip_fg: bool = False

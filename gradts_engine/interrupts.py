@@ -37,11 +37,6 @@ def install() -> None:
     _installed = True
 
 
-def requested() -> bool:
-    """True once a SIGINT arrived."""
-    return _flag.is_set()
-
-
 def check() -> None:
     """Raise :class:`Interrupted` if a SIGINT arrived; call between training steps and units."""
     if _flag.is_set():

@@ -39,7 +39,7 @@ class Stage(str, Enum):
     SELECT = "select"                # a selector ranked the candidates
     DEMO = "demo"                  # a demo stage begins or ends
     NOTE = "note"                  # a message for the user (see NoteKind)
-    DEMO_NOTE = "demo-note"        # a demo message (kept until the demo view moves to NOTE)
+    DEMO_NOTE = "demo-note"        # a demo message (the model used, ...)
 
     def __str__(self) -> str:  # "fine-tune", not "Stage.FINE_TUNE"
         return self.value

@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import IncompatibleResultsError, MissingResultError
+from .signal import Estimator
 from .store import Entry, Store, safe_component
 
 KIND = "probe"
-ESTIMATORS = ("during", "after")
+ESTIMATORS = Estimator.names()  # ("during", "after")
 MEASURES = ("gate", "qkv", "legacy")
 
 

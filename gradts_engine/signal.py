@@ -88,6 +88,3 @@ class ImportanceSignal:
             if estimator is not None else DEFAULT_ESTIMATOR,
             parse_choice(Method, method, "correlation method", "--method")
             if method is not None else DEFAULT_METHOD)
-
-    def describe(self) -> str:
-        return f"{self.measure}/{self.estimator}/{self.method}"

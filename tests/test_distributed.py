@@ -148,6 +148,13 @@ def torchrun(*args: str | Path, nproc: int = 2, timeout: float = 240,
                           env=_env(**env))
 
 
+def _why(proc: subprocess.CompletedProcess[str]) -> str:
+    """What a failed launch printed: its start (each rank's own message comes before the
+    launcher's traceback) and its end."""
+    err = proc.stderr
+    return err if len(err) <= 8000 else err[:5000] + "\n[...]\n" + err[-3000:]
+
+
 def gradts(*args: str | Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gradts_cli", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=_env())
@@ -177,6 +184,13 @@ COLLECTIVES = textwrap.dedent("""
         out["split_store"] = None
     except StoreError as e:
         out["split_store"] = [e.message, e.details.get("all_ranks")]
+    import time
+    import torch.distributed as dist
+    if w.rank == 1:
+        time.sleep(1.0)   # rank 0 reaches finish() first: it must wait for rank 1
+    out["t_before"] = time.time()
+    distributed.finish(ok=True)
+    out["t_after"], out["left"] = time.time(), not dist.is_initialized()
     (base / f"result-{w.rank}.json").write_text(json.dumps(out))
 """)
 
@@ -185,9 +199,11 @@ def test_collectives_and_the_store_check_with_two_ranks(tmp_path):
     script = tmp_path / "collectives.py"
     script.write_text(COLLECTIVES)
     res = torchrun(script, tmp_path)
-    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.returncode == 0, _why(res)
     got = [json.loads((tmp_path / f"result-{r}.json").read_text()) for r in range(2)]
     assert [g["rank"] for g in got] == [0, 1] and {g["backend"] for g in got} == {"gloo"}
+    assert all(g["left"] for g in got)        # finish(): every rank left the group ...
+    assert got[0]["t_after"] >= got[1]["t_before"]   # ... rank 0 only once rank 1 was there
     for g in got:
         assert g["nonce"] == {"from": 0}
         assert g["gathered"] == [[[0, 1, 2]], [[10, 11, 12], [13, 14, 15]]]
@@ -243,10 +259,10 @@ TASKS = ["--tasks", "neg_movie,match_city,topic_home"]
 def test_task_parallel_probe_equals_one_process(tiny, tmp_path):
     """3 tasks on 2 ranks: the same entries and matrices (1 thread per process: rtol 1e-6)."""
     one = gradts("--home", tmp_path / "one", "probe", "--model", tiny, *TASKS, *FAST, "--json")
-    assert one.returncode == 0, one.stderr[-2000:]
+    assert one.returncode == 0, _why(one)
     two = torchrun("-m", "gradts_cli", "--home", tmp_path / "two", "probe", "--model", tiny,
                    *TASKS, *FAST, "--json")
-    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.returncode == 0, _why(two)
     _assert_same_store(tmp_path / "one", tmp_path / "two")
     doc = json.loads(two.stdout)                     # one JSON document: rank 0's
     assert [t["task"] for t in doc["tasks"]] == ["neg_movie", "match_city", "topic_home"]
@@ -283,9 +299,9 @@ def test_data_parallel_probe_of_one_task_equals_one_process(tiny_nodrop, tmp_pat
             "--batch-size", "16", "--max-length", "64", "--max-train-examples", "23",
             "--lr", "1e-3", "--device", "cpu", "--json"]
     one = gradts("--home", tmp_path / "one", *args)
-    assert one.returncode == 0, one.stderr[-2000:]
+    assert one.returncode == 0, _why(one)
     two = torchrun("-m", "gradts_cli", "--home", tmp_path / "two", *args)
-    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.returncode == 0, _why(two)
     a, b = _probe_matrices(tmp_path / "one"), _probe_matrices(tmp_path / "two")
     assert b["match_city"]["index"].tolist() == list(range(23))   # each index once, in order
     assert b["match_city"]["R"].shape == (23, 2, 4)
@@ -336,9 +352,9 @@ def test_ddp_multi_task_training_equals_one_process(tiny_nodrop, tmp_path):
     one = subprocess.run([sys.executable, str(script), tiny_nodrop, str(tmp_path / "h1"),
                           str(tmp_path / "one")], capture_output=True, text=True, timeout=240,
                          cwd=ROOT, env=_env())
-    assert one.returncode == 0, one.stderr[-2000:]
+    assert one.returncode == 0, _why(one)
     two = torchrun(script, tiny_nodrop, tmp_path / "h2", tmp_path / "two")
-    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.returncode == 0, _why(two)
     a = json.loads((tmp_path / "one-0.json").read_text())
     b0, b1 = (json.loads((tmp_path / f"two-{r}.json").read_text()) for r in range(2))
     assert (a["world"], b0["world"]) == (1, 2)
@@ -379,10 +395,10 @@ def test_a_failing_rank_ends_the_run_with_its_error_and_the_rerun_completes(tiny
     args = ["--home", home, "--tasks-file", tasks_file, "probe", "--model", tiny,
             "--tasks", "neg_movie,huge,topic_home", *FAST, "--nproc", "2"]
     res = gradts(*args)
-    assert res.returncode == 8, res.stderr[-2000:]              # TrainingError's exit code
+    assert res.returncode == 8, _why(res)              # TrainingError's exit code
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error: rank ") and " of 2: task 'huge': the training loss " \
-        "became inf" in last, res.stderr[-2000:]
+        "became inf" in last, _why(res)
     assert "Traceback" not in res.stderr and res.stdout == ""
     stored = {json.loads(m.read_text())["info"]["task_name"]
               for m in home.glob("probe/**/meta.json")}
@@ -391,7 +407,7 @@ def test_a_failing_rank_ends_the_run_with_its_error_and_the_rerun_completes(tiny
 
     _diverging_task(tmp_path, 1.5)                               # the data fixed
     res = gradts(*args[:-2], "--json", "--nproc", "2")
-    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.returncode == 0, _why(res)
     doc = {t["task"]: t for t in json.loads(res.stdout)["tasks"]}
     assert sorted(doc) == ["huge", "neg_movie", "topic_home"]
     assert {t for t, d in doc.items() if d["cached"]} == stored  # finished units reused
@@ -402,8 +418,8 @@ def test_a_failing_rank_ends_the_run_with_its_error_and_the_rerun_completes(tiny
 def test_nproc_gives_the_same_store_as_torchrun(tiny, tmp_path):
     args = ["probe", "--model", tiny, *TASKS, *FAST, "--json"]
     via_torchrun = torchrun("-m", "gradts_cli", "--home", tmp_path / "a", *args)
-    assert via_torchrun.returncode == 0, via_torchrun.stderr[-2000:]
+    assert via_torchrun.returncode == 0, _why(via_torchrun)
     via_nproc = gradts("--home", tmp_path / "b", *args, "--nproc", "2")
-    assert via_nproc.returncode == 0, via_nproc.stderr[-2000:]
+    assert via_nproc.returncode == 0, _why(via_nproc)
     _assert_same_store(tmp_path / "a", tmp_path / "b", rtol=0)
     assert json.loads(via_nproc.stdout)["tasks"][0]["info"]["distributed"]["world_size"] == 2

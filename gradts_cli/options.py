@@ -7,6 +7,7 @@ comes from the config files or the environment (see ``gradts config``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -48,6 +49,18 @@ def complete_task_list(incomplete: str) -> list[str]:
     head, _, last = incomplete.rpartition(",")
     prefix = head + "," if head else ""
     return [prefix + n for n in complete_task(last)]
+
+
+def complete_names(names: Sequence[str]) -> Callable[[str], list[str]]:
+    """A completer of comma-separated ``names`` (``--selectors gradts,ra<TAB>``), each once."""
+
+    def complete(incomplete: str) -> list[str]:
+        head, _, last = incomplete.rpartition(",")
+        given = set(head.split(",")) if head else set()
+        prefix = head + "," if head else ""
+        return [prefix + n for n in names if n.startswith(last) and n not in given]
+
+    return complete
 
 
 def complete_suite(incomplete: str) -> list[str]:

@@ -23,6 +23,7 @@ from ..options import (
     TrialBatchOpt,
     TrialEpochsOpt,
     TrialLrOpt,
+    complete_names,
     complete_task_list,
     require_model,
     split_list,
@@ -73,7 +74,8 @@ def compare(
         autocompletion=complete_task_list, show_default=False)] = None,
     suite: SuiteOpt = None,
     selectors: Annotated[str, typer.Option(
-        "--selectors", help=f"Comma-separated, from {', '.join(SELECTORS)}.")] = ",".join(
+        "--selectors", help=f"Comma-separated, from {', '.join(SELECTORS)}.",
+        autocompletion=complete_names(SELECTORS))] = ",".join(
             SELECTORS),
     k: Annotated[str, typer.Option("--k", help="Set sizes to compare, e.g. 1,2.")] = "1",
     seeds: Annotated[int | None, typer.Option(

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from ..models import ModelRef
     from ..progress import ProgressFn
     from ..tasks.spec import TaskSpec
+    from .ledger_parallel import DoneFn, StartFn, Unit
 
 RUN_KIND = "trial-run"
 SUBSETS_VERSION = 1          # the fg key format of instance subsets (was fg.FG_VERSION)
@@ -156,12 +157,22 @@ def run_key(store: Store, ctx: RunContext, aux: Sequence[str], seed: int,
 # persistence of one run
 
 
-def write_run(store: Store, key: Key, model_name: str, r: MTLResult) -> None:
-    """Store one trained run: its record as JSON, its evaluation predictions as arrays."""
-    info = {"primary": r.primary, "aux": list(r.aux), "seed": r.seed,
-            "model_name": model_name, "main_metric": r.main_metric,
-            "score": to_jsonable(r.score), "best_epoch": r.best_epoch,
-            "seconds": round(r.seconds, 3)}
+def write_run(store: Store, key: Key, model_name: str, r: MTLResult,
+              distributed: Mapping[str, Any] | None = None) -> None:
+    """Store one trained run: its record as JSON, its evaluation predictions as arrays.
+
+    ``distributed``: who trained it under torchrun (rank, world size, backend, ``task`` or
+    ``data`` parallelism, and with DDP every rank's throughput), kept in ``info``.
+    """
+    seen = sum(r.examples_seen.values())
+    info: dict[str, Any] = {
+        "primary": r.primary, "aux": list(r.aux), "seed": r.seed, "model_name": model_name,
+        "main_metric": r.main_metric, "score": to_jsonable(r.score),
+        "best_epoch": r.best_epoch, "seconds": round(r.seconds, 3),
+        "timings": {"train_s": round(r.seconds, 3),
+                    "examples_per_s": round(seen / r.seconds, 3) if r.seconds > 0 else None}}
+    if distributed is not None:
+        info["distributed"] = dict(distributed)
     arrays = ("dev_predictions", "dev_labels", "dev_index", "report_predictions")
     record = to_jsonable({f.name: getattr(r, f.name) for f in dataclasses.fields(r)
                           if f.name not in arrays})
@@ -236,6 +247,7 @@ class Ledger:
     cap: int | None = None            # --max-train-examples: each task's first ``cap`` examples
     trained: int = 0
     _done: dict[str, Run] = field(default_factory=dict, repr=False)
+    _world: Any = field(default=None, repr=False)    # distributed.World, once joined
     _sizes: dict[str, int] = field(default_factory=dict, repr=False)
 
     def train_size(self, task: str) -> int:
@@ -295,11 +307,25 @@ class Ledger:
                                seed=seed, eval_split="dev", eval_index=self.plan.select_index,
                                report=self.plan.report, progress=self.progress, label=label,
                                **extra)
-                write_run(self.store, key, self.ctx.model_name, r)
+                world = self._world
+                role = None if world is None or not world.distributed else {
+                    "rank": world.rank, "world_size": world.size, "backend": world.backend,
+                    "parallel": "task"}
+                write_run(self.store, key, self.ctx.model_name, r, distributed=role)
                 self.trained += 1
                 run = Run(r, False, str(key))
         self._done[str(key)] = run
         return run
+
+    def get_many(self, units: Sequence[Unit], *, force: bool = False,
+                 on_start: StartFn | None = None, on_done: DoneFn | None = None,
+                 before_training: StartFn | None = None) -> list[Run]:
+        """Every unit's run, in order: :meth:`get` for each with one process; under torchrun
+        the pending units spread over the ranks (:func:`ledger_parallel.get_many`)."""
+        from .ledger_parallel import get_many
+
+        return get_many(self, units, force=force, on_start=on_start, on_done=on_done,
+                        before_training=before_training)
 
 
 def open_ledger(store: Store, ref: ModelRef, primary: TaskSpec, specs: Mapping[str, TaskSpec],

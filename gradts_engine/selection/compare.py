@@ -28,7 +28,7 @@ import datetime as _dt
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -106,12 +106,16 @@ def run_compare(model: str, primaries: Sequence[TaskSpec], candidates: Sequence[
                holdout_fraction, force, progress, train_fn or mtl.train_mtl)
     done, trained = [], 0
     runs: dict[str, dict[tuple[str, int], list[Run]]] = {}
+    dist: dict[str, Any] = {}
     for p in primaries:
-        comp, row_runs, n = _compare_one(env, p, [c for c in candidates if c.name != p.name],
-                                         sels, ks)
+        comp, row_runs, ledger = _compare_one(env, p, [c for c in candidates
+                                                       if c.name != p.name], sels, ks)
         done.append(comp)
         runs[p.name] = row_runs
-        trained += n
+        trained += ledger.trained
+        info = ledger.distributed_info()
+        if info:
+            dist = {**info, "runs": {**dist.get("runs", {}), **info["runs"]}}
     summary = _summary(done, runs, sels, ks, run.seed) if len(done) > 1 else ()
     result = CompareResult(
         model=ref.cache_id, model_name=ref.name, primaries=tuple(done), summary=summary,
@@ -122,7 +126,7 @@ def run_compare(model: str, primaries: Sequence[TaskSpec], candidates: Sequence[
                   "method": str(env.signal.method)},
         trained=trained, seconds=time.perf_counter() - t0,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        words=tuple(w for c in done for w in _words(c)))
+        words=tuple(w for c in done for w in _words(c)), distributed=dist)
     return _store(store, result, [c.name for c in candidates])
 
 
@@ -188,7 +192,7 @@ def _probes(env: _Env, ctx: SelectContext, names: Sequence[str]) -> dict[str, st
 
 def _compare_one(env: _Env, primary: TaskSpec, cands: Sequence[TaskSpec], sels: Sequence[str],
                  ks: Sequence[int]) -> tuple[PrimaryComparison, dict[tuple[str, int], list[Run]],
-                                             int]:
+                                             Ledger]:
     plan, scoring, scoring_text = _plan(env, primary)
     rankings, ctx = _rankings(env, primary, cands, sels)
     names = [primary.name, *(c.name for c in cands)]
@@ -225,7 +229,7 @@ def _compare_one(env: _Env, primary: TaskSpec, cands: Sequence[TaskSpec], sels: 
         all_candidates=_with_gains(rows[(ALL, len(cands))], runs[(ALL, len(cands))], base, None,
                                    primary.main_metric, scoring, env.run.seed),
         rows=tuple(out_rows), notes=tuple(notes))
-    return comp, runs, ledger.trained
+    return comp, runs, ledger
 
 
 def _train_rows(env: _Env, ledger: Ledger, scoring: str,

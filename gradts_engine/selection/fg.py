@@ -136,7 +136,7 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
         seconds=time.perf_counter() - t_start, notes=tuple(dict.fromkeys(notes)),
         timings={k: round(v, 3) for k, v in timings.items()},
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        taus=tuple(tau_dist), probes=probes)
+        taus=tuple(tau_dist), probes=probes, distributed=ledger.distributed_info())
     return _store_result(store, result, cuts, run)
 
 

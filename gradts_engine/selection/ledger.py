@@ -248,6 +248,8 @@ class Ledger:
     trained: int = 0
     _done: dict[str, Run] = field(default_factory=dict, repr=False)
     _world: Any = field(default=None, repr=False)    # distributed.World, once joined
+    # under torchrun: run key -> who trained it in this call ("parallel", every rank's info)
+    trained_by: dict[str, Any] = field(default_factory=dict, repr=False)
     _sizes: dict[str, int] = field(default_factory=dict, repr=False)
 
     def train_size(self, task: str) -> int:
@@ -316,6 +318,15 @@ class Ledger:
                 run = Run(r, False, str(key))
         self._done[str(key)] = run
         return run
+
+    def distributed_info(self) -> dict[str, Any]:
+        """For ``--json`` under torchrun: the world, and who trained each run of this call
+        (``parallel`` ``task`` or ``data``; every rank's seconds and examples per second).
+        Empty with one process."""
+        w = self._world
+        if w is None or not w.distributed:
+            return {}
+        return {"world_size": w.size, "backend": w.backend, "runs": dict(self.trained_by)}
 
     def get_many(self, units: Sequence[Unit], *, force: bool = False,
                  on_start: StartFn | None = None, on_done: DoneFn | None = None,

@@ -38,6 +38,7 @@ from .. import interrupts
 
 if TYPE_CHECKING:
     from ..distributed import World
+    from ..mtl import MTLResult
     from ..store import Key, Store
     from .ledger import Ledger, Run
 
@@ -149,7 +150,8 @@ def _distributed(ledger: Ledger, world: World, units: Sequence[Unit], force: boo
             t0 = time.perf_counter()
             r = ledger.get(units[i].aux, units[i].seed, label=units[i].label, force=force,
                            subsets=units[i].subsets, before_training=hook)
-            mine[str(i)] = _who(world, "task", r.cached, time.perf_counter() - t0, costs[j])
+            mine[str(i)] = _who(world, "task", r.cached, time.perf_counter() - t0,
+                                _seen(r.result))
     else:                                     # more ranks than units: all ranks on each unit
         for j in sorted(range(len(pending)), key=lambda j: (-costs[j], j)):
             i = pending[j]
@@ -164,6 +166,9 @@ def _distributed(ledger: Ledger, world: World, units: Sequence[Unit], force: boo
     for part in distributed.all_gather_json(world, mine):   # also: every entry is in place
         for i, v in part.items():
             trained.setdefault(int(i), []).append(v)
+    for i, who in trained.items():
+        if not any(w.get("cached") for w in who):
+            ledger.trained_by[keys[i]] = {"parallel": who[0]["parallel"], "ranks": who}
     out: list[Run] = []
     first: dict[str, int] = {}
     for i, (k, u) in enumerate(zip(keys, units, strict=True)):
@@ -181,12 +186,17 @@ def _distributed(ledger: Ledger, world: World, units: Sequence[Unit], force: boo
     return out
 
 
-def _who(world: World, parallel: str, cached: bool, seconds: float, cost: int
+def _seen(r: MTLResult) -> int:
+    return int(sum(r.examples_seen.values()))
+
+
+def _who(world: World, parallel: str, cached: bool, seconds: float, examples: int
          ) -> dict[str, Any]:
-    """Who trained a unit in this call (every rank learns it), and its throughput."""
+    """Who trained a unit in this call (every rank learns it), and its throughput: training
+    examples (of the global batches, with DDP) per second of this rank's wall time."""
     return {"rank": world.rank, "world_size": world.size, "backend": world.backend,
             "parallel": parallel, "cached": cached, "seconds": round(seconds, 3),
-            "examples_per_s": round(cost / seconds, 3) if seconds > 0 else None}
+            "examples_per_s": round(examples / seconds, 3) if seconds > 0 else None}
 
 
 def _read_trained(ledger: Ledger, u: Unit, key: str, who: Sequence[Mapping[str, Any]],
@@ -234,7 +244,7 @@ def _train_together(ledger: Ledger, world: World, u: Unit, force: bool,
                          report=ledger.plan.report, progress=ledger.progress, label=u.label,
                          data_parallel=True, **extra)
         seconds = time.perf_counter() - t0
-        info = _who(world, "data", False, seconds, unit_cost(ledger, u))
+        info = _who(world, "data", False, seconds, _seen(r))
         if world.is_main:
             from .ledger import Run
 

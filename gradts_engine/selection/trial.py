@@ -240,7 +240,7 @@ def run_trial(model: str, primary: TaskSpec, candidates: Sequence[TaskSpec], *, 
         measure=str(signal.measure), seeds=seeds, trained=ledger.trained,
         seconds=time.perf_counter() - t_start,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        notes=tuple(notes), probes=choice.keys)
+        notes=tuple(notes), probes=choice.keys, distributed=ledger.distributed_info())
     return _store_summary(store, summary, [c.name for c in cands], run)
 
 

@@ -494,6 +494,21 @@ def test_data_parallel_trial_equals_one_process(tiny_nodrop, probed, tmp_path):
     assert b["distributed"]["world_size"] == 2 and a["distributed"] == {}
     assert len(list(two.glob("trial/**/meta.json"))) == 1     # one summary (rank 0's)
 
+    from gradts_engine.report import build_report
+    from gradts_engine.store import Store
+
+    # the cost ledger: device-seconds summed over both ranks of each DDP run, and wall time
+    ranks = [r for run in b["distributed"]["runs"].values() for r in run["ranks"]]
+    own = sum(t["seconds"] for t in b["trials"])              # each run's time on rank 0
+    row_b = next(c for c in build_report(Store(two), tiny_nodrop, "neg_movie").costs
+                 if c.stage == "trial neg_movie")
+    assert row_b.seconds == pytest.approx(own + sum(r["seconds"] for r in ranks
+                                                    if r["rank"] == 1))
+    assert row_b.wall_s == pytest.approx(b["seconds"]) and "2 processes" in row_b.detail
+    row_a = next(c for c in build_report(Store(one), tiny_nodrop, "neg_movie").costs
+                 if c.stage == "trial neg_movie")
+    assert row_a.seconds == pytest.approx(sum(t["seconds"] for t in a["trials"]))
+
 
 @pytest.mark.slow
 def test_nproc_trial_gives_the_same_store_as_torchrun(tiny_nodrop, probed, tmp_path):

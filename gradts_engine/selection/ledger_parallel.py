@@ -95,14 +95,20 @@ def get_many(ledger: Ledger, units: Sequence[Unit], *, force: bool = False,
         for i, u in enumerate(units):
             if on_start is not None:
                 on_start(i)
-            hook = None if before_training is None else (lambda i=i: before_training(i))
             r = ledger.get(u.aux, u.seed, label=u.label, force=force, subsets=u.subsets,
-                           before_training=hook)
+                           before_training=_hook(before_training, i))
             if on_done is not None:
                 on_done(i, r)
             out.append(r)
         return out
     return _distributed(ledger, world, units, force, on_start, on_done, before_training)
+
+
+def _hook(before_training: StartFn | None, i: int) -> Callable[[], None] | None:
+    """``before_training(i)`` as the no-argument hook of :meth:`Ledger.get`."""
+    if before_training is None:
+        return None
+    return lambda: before_training(i)
 
 
 def unit_cost(ledger: Ledger, u: Unit) -> int:
@@ -146,10 +152,9 @@ def _distributed(ledger: Ledger, world: World, units: Sequence[Unit], force: boo
             i = pending[j]
             if on_start is not None:
                 on_start(i)
-            hook = None if before_training is None else (lambda i=i: before_training(i))
             t0 = time.perf_counter()
             r = ledger.get(units[i].aux, units[i].seed, label=units[i].label, force=force,
-                           subsets=units[i].subsets, before_training=hook)
+                           subsets=units[i].subsets, before_training=_hook(before_training, i))
             mine[str(i)] = _who(world, "task", r.cached, time.perf_counter() - t0,
                                 _seen(r.result))
     else:                                     # more ranks than units: all ranks on each unit
@@ -158,8 +163,7 @@ def _distributed(ledger: Ledger, world: World, units: Sequence[Unit], force: boo
             if on_start is not None:
                 on_start(i)
             info = _train_together(ledger, world, units[i], force,
-                                   None if before_training is None else
-                                   (lambda i=i: before_training(i)))
+                                   _hook(before_training, i))
             if info is not None:
                 mine[str(i)] = info
     trained: dict[int, list[dict[str, Any]]] = {}   # unit -> the ranks that trained it

@@ -551,6 +551,29 @@ def test_task_parallel_compare_equals_one_process(tiny_nodrop, probed, tmp_path)
             for r in b["primaries"][0]["rows"]] == rows
 
 
+@pytest.mark.slow
+def test_fg_under_torchrun_equals_one_process(tiny_nodrop, probed, tmp_path):
+    """GradTS-fg with 3 cuts: the baseline (1 run: DDP on both ranks) then the cuts' runs as
+    one batch (2 distinct: one per rank; a cut keeping what another kept is reused)."""
+    one, two = _homes(probed, tmp_path, "one", "two")
+    args = ["fg", "--model", tiny_nodrop, "--primary", "neg_movie", "--aux",
+            "match_city,topic_home", "--sweep", "0.0,0.2,0.4", "--epochs", "1", "--batch-size",
+            "8", "--lr", "1e-3", "--max-length", "48", "--device", "cpu", "--json"]
+    r1 = gradts("--home", one, *args)
+    assert r1.returncode == 0, r1.stderr[-2000:]
+    r2 = torchrun("-m", "gradts_cli", "--home", two, *args)
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    runs = _assert_same_runs(one, two, rtol=1e-4)
+    a, b = json.loads(r1.stdout), json.loads(r2.stdout)
+    assert b["trained"] == a["trained"] == len(runs)
+    assert [(r["scores"], r["cached"]) for r in b["rows"]] == \
+        [(r["scores"], r["cached"]) for r in a["rows"]]
+    who = {k.split("/")[3]: info["distributed"] for k, (_, info, _) in runs.items()}
+    assert who.pop("alone")["parallel"] == "data"
+    assert {d["parallel"] for d in who.values()} == {"task"}
+    assert sorted(d["rank"] for d in who.values()) == [0, 1]
+
+
 FLAKY = textwrap.dedent("""
     # gradts with a training failure injected on one rank (FAIL_RANK) for runs whose label
     # contains FAIL_ON: what a rank that raises (a diverging run, a GPU fault) looks like

@@ -46,9 +46,9 @@ are not scaling figures. No GPU figure was measured (no GPU machine was availabl
 neg_movie,match_city,topic_home``, the same machine and model, load average 5.6-7.9, trial of
 neg_movie over 2 candidates, 1 epoch, lr 1e-3, ``--max-aux 2 --patience 2``:
 
-    case                                1 process    2 processes  max rel diff
-    trial, task parallel (2 seeds)          54.4s          22.1s       2.2e-07   (runs: 6, mode: task)
-    trial, data parallel (1 seed)           26.9s          20.2s       5.9e-08   (runs: 3, mode: data)
+    case                              1 process  2 processes  max rel diff
+    trial, task parallel (2 seeds)        54.4s        22.1s     2.2e-07   (runs: 6, mode: task)
+    trial, data parallel (1 seed)         26.9s        20.2s     5.9e-08   (runs: 3, mode: data)
 
 (The task-parallel difference is not 0 because the 1 process ran with 2 threads and each rank
 with 1: other float32 reduction orders; with 1 thread each the tests measure it equal.) The

@@ -10,6 +10,8 @@ instance subsets a digest of the kept index lists themselves. :class:`Ledger` is
 code that builds these keys and the only place where a run is "loaded, or else trained and
 written, under the key's lock"; a run asked for twice in one call is trained once, so a set
 chosen by two selectors, or already trained by ``trial``, costs nothing more.
+Callers ask for batches of runs (:meth:`Ledger.get_many`, :mod:`.ledger_parallel`): with one
+process, each run in turn; under torchrun the batch's pending runs spread over the ranks.
 
 The evaluation plan (:class:`EvalPlan`) says on which examples a run's best epoch is chosen
 (all of ``P``'s dev split, or the selection part of it with ``--holdout-fraction``) and which
@@ -290,7 +292,10 @@ class Ledger:
     def get(self, aux: Sequence[str], seed: int, *, label: str, force: bool = False,
             subsets: Mapping[str, np.ndarray] | None = None,
             before_training: Callable[[], None] | None = None) -> Run:
-        """The run of ``P + aux`` with ``seed``: loaded, or trained and stored under the lock."""
+        """The run of ``P + aux`` with ``seed``: loaded, or trained and stored under the lock.
+
+        This process alone: under torchrun, ask through :meth:`get_many` (every rank asking
+        for the same batch), which shares the work between the ranks."""
         key = self.key(aux, seed, subsets)
         done = self._done.get(str(key))
         if done is not None and not (force and done.cached):  # trained in this call: reuse

@@ -165,6 +165,9 @@ MethodOpt = Annotated[Method | None, typer.Option(
     show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute even if cached.")]
+NprocOpt = Annotated[int | None, typer.Option(
+    "--nproc", min=1, help="Run in N processes on this machine (the same as torchrun "
+    "--nproc-per-node N; see docs/SCALE.md).", show_default=False)]
 
 
 def _int(flag: str, what: str, default: Any, section: str, low: int = 1) -> Any:

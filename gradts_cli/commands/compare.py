@@ -16,6 +16,7 @@ from ..options import (
     MaxLenOpt,
     MeasureOpt,
     ModelOpt,
+    NprocOpt,
     PrecisionOpt,
     RevisionOpt,
     SeedOpt,
@@ -57,7 +58,9 @@ HELP = (
     "  gradts compare --model bert-base-cased --primary rte --candidates mrpc,qnli,sst2,cola "
     "--selectors gradts,size,random --max-train-examples 1000\n\n"
     "  gradts compare --model ./minilm --all --suite demo --selectors gradts,size,random "
-    "--csv compare.csv\n"
+    "--csv compare.csv\n\n"
+    "  torchrun --nproc-per-node 8 -m gradts_cli compare --model bert-base-cased --primary rte"
+    " --suite glue --seeds 3\n"
 )
 
 
@@ -102,8 +105,13 @@ def compare(
     csv_: Annotated[Path | None, typer.Option(
         "--csv", help="Also write one row per (primary, selector, k) as CSV to FILE.",
         metavar="FILE", show_default=False)] = None,
+    nproc: NprocOpt = None,
 ) -> None:
     from gradts_engine.errors import UsageError
+
+    from .. import launch
+
+    launch.relaunch_if(nproc)
 
     try:
         ks = [int(x) for x in split_list(k)]
@@ -141,6 +149,8 @@ def compare(
                              selectors=split_list(selectors), ks=ks,
                              max_train_examples=max_train_examples,
                              holdout_fraction=holdout_fraction, force=force, progress=on_event)
+    if not launch.is_main():
+        return  # rank 0 renders and writes the files
     if csv_ is not None:
         from gradts_engine.store import atomic_write_text
 

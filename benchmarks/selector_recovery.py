@@ -10,7 +10,8 @@ probes themselves, shared by every primary); ``embed`` is one forward pass per t
 
 Needs the probes of the demo suite in ``--home`` for the ``gradts`` selector (made by
 ``gradts --home DIR demo --skip-trial``, seed 0 by default); other seeds of ``gradts`` need
-probes with that ``--seed``. ``size`` is at chance by design (every demo task has the same
+probes with that ``--seed`` (``gradts --home DIR demo --seed N --skip-trial``); each seed's
+``gradts`` ranking reads only that seed's probes (:class:`SeedStore`). ``size`` is at chance by design (every demo task has the same
 size: ties are broken by name).
 
     python benchmarks/selector_recovery.py --home DIR [--seeds 0,1,2]
@@ -32,6 +33,20 @@ from gradts_engine.signal import ImportanceSignal
 from gradts_engine.store import Store
 from gradts_engine.tasks import build_registry
 from gradts_engine.tasks.demo import SIBLINGS
+
+
+class SeedStore(Store):
+    """The store with only one seed's probe entries visible, so that ``gradts`` ranks from the
+    probes of that seed (the engine's rule, :func:`results.choose_probes`, takes the newest
+    settings group: the last seed probed)."""
+
+    def __init__(self, root: str, seed: int) -> None:
+        super().__init__(root)
+        self.seed = seed
+
+    def entries(self, kind: str | None = None) -> list:  # type: ignore[override]
+        return [e for e in super().entries(kind)
+                if e.kind != "probe" or e.spec.get("settings", {}).get("seed") == self.seed]
 
 
 def mean_probe_seconds(store: Store, tasks: list[str], seed: int) -> float | None:
@@ -67,7 +82,8 @@ def main() -> None:
         rec = {n: {"recovered": 0, "of": len(tasks), "seconds": 0.0, "first": {}} for n in names}
         for p in tasks:
             cands = tuple(reg.get(t) for t in tasks if t != p)
-            ctx = SelectContext(store, model, ref, reg.get(p), cands, run, settings,
+            ctx = SelectContext(SeedStore(a.home, seed), model, ref, reg.get(p), cands, run,
+                                settings,
                                 ImportanceSignal(), (seed,), a.max_train_examples)
             for name in names:          # one ctx per primary: tag and grad-cos share a run
                 t0 = time.perf_counter()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .. import output
+from .. import artefacts, output
 from ..options import (
     DeviceOpt,
     EstimatorOpt,
@@ -56,7 +56,7 @@ HELP = (
     "  gradts compare --model bert-base-cased --primary rte --candidates mrpc,qnli,sst2,cola "
     "--selectors gradts,size,random --max-train-examples 1000\n\n"
     "  gradts compare --model ./minilm --all --suite demo --selectors gradts,size,random "
-    "--csv compare.csv\n"
+    "--csv compare.csv --figure compare.pdf\n"
 )
 
 
@@ -97,9 +97,12 @@ def compare(
     revision: RevisionOpt = None,
     force: ForceOpt = False,
     json_: JsonOpt = False,
+    figure: Annotated[Path | None, typer.Option(
+        "--figure", help="Also draw each selector's gain over the primary alone, with its "
+        "interval, to FILE (.png, .svg or .pdf).", metavar="FILE", show_default=False)] = None,
     csv_: Annotated[Path | None, typer.Option(
-        "--csv", help="Also write one row per (primary, selector, k) as CSV to FILE.",
-        metavar="FILE", show_default=False)] = None,
+        "--csv", help="Also write every seed's score and gain, the intervals and the rankings "
+        "as long-format CSV to FILE.", metavar="FILE", show_default=False)] = None,
 ) -> None:
     from gradts_engine.errors import UsageError
 
@@ -107,6 +110,7 @@ def compare(
         ks = [int(x) for x in split_list(k)]
     except ValueError:
         raise UsageError(f"--k takes whole numbers, not {k!r}", hint="e.g. --k 1,2") from None
+    artefacts.check_figure(figure)
     st = state(ctx)
     cfg = st.config(
         run={"model": model, "revision": revision, "device": device, "precision": value(precision),
@@ -139,14 +143,10 @@ def compare(
                              selectors=split_list(selectors), ks=ks,
                              max_train_examples=max_train_examples,
                              holdout_fraction=holdout_fraction, force=force, progress=on_event)
-    if csv_ is not None:
-        from gradts_engine.store import atomic_write_text
-
-        atomic_write_text(csv_, result.to_csv(), what="--csv")
+    for path in artefacts.write_compare(result, figure, csv_):
+        output.success(f"wrote {path}")
     if json_:
         output.print_json(result.to_json())
         return
     output.show(*views.renderables(result))
     output.info(views.footer(result))
-    if csv_ is not None:
-        output.success(f"wrote {csv_}")

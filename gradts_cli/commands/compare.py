@@ -13,6 +13,8 @@ from ..options import (
     EstimatorOpt,
     ForceOpt,
     JsonOpt,
+    LogDirOpt,
+    LogOpt,
     MaxLenOpt,
     MeasureOpt,
     ModelOpt,
@@ -24,6 +26,7 @@ from ..options import (
     TrialEpochsOpt,
     TrialLrOpt,
     complete_task_list,
+    log_to,
     require_model,
     split_list,
     state,
@@ -96,6 +99,8 @@ def compare(
     precision: PrecisionOpt = None,
     revision: RevisionOpt = None,
     force: ForceOpt = False,
+    log: LogOpt = None,
+    log_dir: LogDirOpt = None,
     json_: JsonOpt = False,
     figure: Annotated[Path | None, typer.Option(
         "--figure", help="Also draw each selector's gain over the primary alone, with its "
@@ -136,7 +141,7 @@ def compare(
     from gradts_engine.selection.compare import run_compare
     from gradts_engine.signal import ImportanceSignal
 
-    with views.progress(",".join(p.name for p in prims)) as on_event:
+    with log_to(log, log_dir), views.progress(",".join(p.name for p in prims)) as on_event:
         result = run_compare(model_id, prims, cands, store=st.store(), run=cfg.run,
                              trial=cfg.trial, signal=ImportanceSignal.parse(
                                  cfg.probe.measure, cfg.corr.estimator, cfg.corr.method),

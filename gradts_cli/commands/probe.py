@@ -13,6 +13,8 @@ from ..options import (
     DeviceOpt,
     ForceOpt,
     JsonOpt,
+    LogDirOpt,
+    LogOpt,
     MaxLenOpt,
     MeasureOpt,
     ModelOpt,
@@ -25,6 +27,7 @@ from ..options import (
     SuiteOpt,
     TaskOpt,
     TasksOpt,
+    log_to,
     require_model,
     state,
     task_names,
@@ -92,6 +95,8 @@ def probe(
         "--estimator", case_sensitive=False,
         help="Which task matrix the heatmaps show (both are stored).")] = Estimator.DURING,
     force: ForceOpt = False,
+    log: LogOpt = None,
+    log_dir: LogDirOpt = None,
     json_: JsonOpt = False,
     nproc: Annotated[int | None, typer.Option(
         "--nproc", min=1, help="Run in N processes on this machine (the same as torchrun "
@@ -128,7 +133,7 @@ def probe(
     from gradts_engine.probe import probe_tasks
 
     store = st.store()
-    with views.progress(len(specs)) as on_event:
+    with log_to(log, log_dir), views.progress(len(specs)) as on_event:
         result = probe_tasks(model_id, specs, store=store, run=cfg.run, probe=cfg.probe,
                              force=force, progress=on_event)
     if not launch.is_main():

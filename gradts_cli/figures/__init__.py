@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gradts_engine.errors import GradtsError, UsageError
+from gradts_engine.errors import MissingDependencyError, UsageError
 
 if TYPE_CHECKING:
     from gradts_engine.report import Report
@@ -40,7 +40,7 @@ __all__ = ["DPI", "FORMATS", "PLOT_HINT", "FigureFile", "require_matplotlib", "s
            "write_report_figures", "write_one"]
 
 
-class PlotUnavailableError(GradtsError):
+class PlotUnavailableError(MissingDependencyError):
     """matplotlib (the ``plot`` extra) is not installed."""
 
 

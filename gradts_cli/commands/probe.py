@@ -63,6 +63,8 @@ at once (--force recomputes); an interrupted run resumes with the tasks not yet 
 
   gradts probe --model roberta-base --suite demo --measure qkv --device cuda --precision bf16
 
+  gradts probe --model minilm --suite demo --log tensorboard --log-dir runs
+
   torchrun --nproc-per-node 8 -m gradts_cli probe --model bert-base-cased --suite glue
 """
 

@@ -404,6 +404,10 @@ class Trainer:
         init: dict[str, Any] = {}
         if track.kind == "wandb":   # WANDB_MODE (e.g. offline) is read by wandb itself
             init = {"wandb": {"name": name, "dir": str(track.log_dir)}}
+        else:                       # a rerun of the same run gets its own directory
+            base, k = name, 2
+            while (track.log_dir / name).exists():
+                name, k = f"{base}-{k}", k + 1
         track.log_dir.mkdir(parents=True, exist_ok=True)
         self.accelerator.init_trackers(track.project if track.kind == "wandb" else name,
                                        config=config, init_kwargs=init)

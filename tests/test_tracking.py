@@ -75,6 +75,12 @@ def test_probe_logs_its_losses_lr_and_dev_metrics_to_tensorboard(tiny, tmp_path,
         [1e-3 * f(s) for s in range(train["steps"])], rel=1e-5)
     assert [v for _, v in got["train/epoch"]] == [1.0, 2.0]
     assert got["dev/accuracy"][-1][1] == pytest.approx(dev["accuracy"], rel=1e-6)
+    # a rerun (--force) is a new tracker run beside the first, not mixed into it
+    assert main(["--home", str(tmp_path / "home"), "probe", "--model", tiny, "--task",
+                 "neg_movie", *FAST, "--log", "tensorboard", "--log-dir", str(logs),
+                 "--force", "--json"]) == 0
+    assert sorted(p.name for p in logs.iterdir()) == ["task-neg_movie", "task-neg_movie-2"]
+    assert len(scalars(logs / "task-neg_movie")["train/loss"]) == train["steps"]
 
 
 def test_multi_task_run_logs_dev_metrics_per_epoch(tiny, tmp_path) -> None:

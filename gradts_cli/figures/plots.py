@@ -305,13 +305,14 @@ def trial_scores(t: TrialSummary) -> Any:
         fig.legend(loc="outside lower center", frameon=False)
     ax.set_yticks(y)
     ax.set_yticklabels([_set_label(t.primary, r.aux, r.role) for r in recs])
+    ax.set_ylim(-0.65, n - 0.5)            # room for the interval bar below the last set
     seeds = len(t.seeds)
     ax.set_xlabel(f"{t.primary} dev {t.main_metric}\n(best epoch; "
                   f"{seeds} seed{'s' if seeds != 1 else ''}"
                   + (", mean ± 1 s.d." if seeds > 1 else "") + ")")
     verdict = "within noise" if v.within_noise else "beyond noise"
     fig.suptitle(_wrap(f"GradTS-trial for {t.primary}: selected "
-                       f"{' + '.join(t.selected) or 'none'} ({verdict})", 60))
+                       f"{' + '.join(t.selected) or 'none'} ({verdict})", 48))
     return fig
 
 
@@ -331,12 +332,18 @@ def fg_sweep(f: FgResult) -> Any:
     ax.errorbar(x, m, yerr=np.nan_to_num(s), fmt="-o", color=BLUE, ms=3.5, capsize=2,
                 label="GradTS-fg" + (" (±1 s.d.)" if len(f.seeds) > 1 else ""))
     for xi, mi, r in zip(x, m, rows, strict=True):
-        ax.annotate(r.cut.label, (xi, mi), textcoords="offset points", xytext=(4, -8),
-                    ha="left", fontsize=BASE_PT - 2)
+        ax.annotate(r.cut.label, (xi, mi), textcoords="offset points", xytext=(4, 4),
+                    ha="left", va="bottom", fontsize=BASE_PT - 2)
     ax.axhline(f.baseline.mean, color=GREY, ls="--", lw=0.8, label=f"{f.primary} alone")
+    # the sweep's two ends: no auxiliary instance (the primary alone) and all of them (the
+    # trial's set, when it is fg's auxiliary set)
+    ax.scatter([0.0], [f.baseline.mean], s=14, color=GREY, zorder=3)
     if f.trial is not None and _finite(f.trial.mean):
         ax.axhline(f.trial.mean, color=ORANGE, ls=":", lw=1.0,
                    label="trial set: " + (" + ".join(f.trial.aux) or "none"))
+        if set(f.trial.aux) == set(f.aux):
+            ax.scatter([1.0], [f.trial.mean], s=14, color=ORANGE, zorder=3)
+    ax.margins(y=0.15)
     ax.set_xlim(-0.03, 1.03)
     ax.set_xlabel(_wrap("fraction of auxiliary instances kept (" + ", ".join(f.aux) + ")"))
     ax.set_ylabel(f"dev {f.main_metric}")
@@ -374,7 +381,8 @@ def fg_tau_hist(f: FgResult, taus: Mapping[str, Any], bins: int = 30) -> Any:
         ax.set_xlim(lo, hi)
         ax.set_ylabel("instances")
         ax.set_title(f"{name}: {t.size} instances", pad=2, loc="left")
-        ax.legend(loc="upper left", frameon=False)
+        ax.margins(y=0.25)                  # room for the legend above the bars
+        ax.legend(loc="upper left", frameon=False, borderaxespad=0.2)
         if k == n - 1:
             ax.set_xlabel(f"{_method_name(f.method)} between vec(R_i) and vec(I_{f.primary})")
     fig.suptitle(f"Instance taus against {f.primary}")

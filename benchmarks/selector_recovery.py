@@ -2,9 +2,11 @@
 
 For each of the 8 demo tasks as primary (the other 7 as candidates), each selector ranks the
 candidates; a selector "recovers" a task when it ranks the planted sibling first. Printed per
-selector and seed: the count out of 8, and the seconds the rankings took (the cost of each
-selector relative to one probe of the same task is the second table: ``gradts`` reuses the
-probes; ``embed`` is one forward pass; ``tag``/``grad-cos`` one joint run per primary).
+selector and seed: the count out of 8, the seconds the rankings took per primary, and that
+cost relative to one probe of a demo task (the mean wall time of that seed's 8 probe entries
+in ``--home``, from their own timings). ``gradts`` only reads the probes (its cost is the 8
+probes themselves, shared by every primary); ``embed`` is one forward pass per task; ``tag`` and
+``grad-cos`` share one joint run per primary.
 
 Needs the probes of the demo suite in ``--home`` for the ``gradts`` selector (made by
 ``gradts --home DIR demo --skip-trial``, seed 0 by default); other seeds of ``gradts`` need
@@ -30,6 +32,15 @@ from gradts_engine.signal import ImportanceSignal
 from gradts_engine.store import Store
 from gradts_engine.tasks import build_registry
 from gradts_engine.tasks.demo import SIBLINGS
+
+
+def mean_probe_seconds(store: Store, tasks: list[str], seed: int) -> float | None:
+    """The mean wall time of the demo tasks' probe entries of ``seed`` (their own timings)."""
+    times = [sum(float(v) for k, v in e.info.get("timings", {}).items() if k.endswith("_s"))
+             for e in store.entries("probe")
+             if e.spec.get("settings", {}).get("seed") == seed
+             and (e.spec.get("task") or {}).get("name") in tasks]
+    return sum(times) / len(times) if times else None
 
 
 def main() -> None:
@@ -64,10 +75,18 @@ def main() -> None:
                 rec[name]["seconds"] += time.perf_counter() - t0  # type: ignore[operator]
                 rec[name]["first"][p] = r.order[0]  # type: ignore[index]
                 rec[name]["recovered"] += int(r.order[0] == SIBLINGS[p])  # type: ignore[operator]
+        probe_s = mean_probe_seconds(store, tasks, seed)
+        for v in rec.values():
+            v["per_primary_s"] = float(v["seconds"]) / len(tasks)  # type: ignore[arg-type]
+            v["probe_s"] = probe_s
+            v["per_primary_over_probe"] = v["per_primary_s"] / probe_s if probe_s else None
         out[str(seed)] = rec
         for name, v in rec.items():
+            rel = v["per_primary_over_probe"]
             print(f"seed {seed}  {name:9s} {v['recovered']}/{v['of']} siblings first   "
-                  f"{v['seconds']:7.1f} s   {v['first']}", flush=True)
+                  f"{v['per_primary_s']:7.2f} s per primary"
+                  + (f" = {rel:.3f} x one probe ({probe_s:.1f} s)" if rel is not None else "")
+                  + f"   {v['first']}", flush=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

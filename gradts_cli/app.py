@@ -259,9 +259,12 @@ def run() -> None:
     """
     import signal
 
+    from gradts_engine import distributed
+
     code = main()
     with contextlib.suppress(ValueError):  # not the main thread
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    distributed.finish(ok=code == 0)       # under torchrun: all ranks leave together
     sys.exit(code)
 
 

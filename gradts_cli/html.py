@@ -190,11 +190,15 @@ def _fgs(rep: Report) -> str:
 
 
 def _costs(rep: Report) -> str:
-    rows = [(c.stage, c.runs, _num(c.seconds, "{:.1f}"), c.device, c.detail) for c in rep.costs]
+    rows = [(c.stage, c.runs, _num(c.seconds, "{:.1f}"),
+             "–" if c.wall_s is None else _num(c.wall_s, "{:.1f}"), c.device, c.detail)
+            for c in rep.costs]
     total = sum(c.seconds for c in rep.costs)
     return ("<h2>Cost ledger</h2>"
-            + _table(["stage", "runs", "seconds", "device", "what"], rows, num=(1, 2))
-            + f"<p>Total recorded compute: {total:.1f} s.</p>")
+            + _table(["stage", "runs", "device-seconds", "wall seconds", "device", "what"], rows,
+                     num=(1, 2, 3))
+            + f"<p>Total recorded compute: {total:.1f} device-seconds (summed over the "
+              "processes of a torchrun launch).</p>")
 
 
 def _provenance(rep: Report, prov: Sequence[EntryProvenance]) -> str:

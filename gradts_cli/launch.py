@@ -1,11 +1,12 @@
 """Several processes: ``--nproc N`` re-executes the command under ``torch.distributed.run``.
 
-``gradts probe --nproc 2 ...`` is the same as ``torchrun --standalone --nproc-per-node 2 -m
-gradts_cli probe ...`` (DESIGN.md §5): this process becomes the launcher, its children run the
-command with torchrun's environment (RANK, WORLD_SIZE, ...), and the launcher exits with the
-failing rank's exit code after printing that rank's one-line error. Under any launch, only
-rank 0 prints messages, progress and results; a failing rank prints its own error, naming the
-rank. Importing this module imports no torch (the launcher imports it when it launches).
+``gradts probe --nproc 2 ...`` (also on ``trial``, ``fg``, ``compare``) is the same as
+``torchrun --standalone --nproc-per-node 2 -m gradts_cli probe ...`` (DESIGN.md §5): this
+process becomes the launcher, its children run the command with torchrun's environment (RANK,
+WORLD_SIZE, ...), and the launcher exits with the failing rank's exit code after printing that
+rank's one-line error. Under any launch, only rank 0 prints messages, progress and results; a
+failing rank prints its own error, naming the rank. Importing this module imports no torch
+(the launcher imports it when it launches).
 """
 
 from __future__ import annotations
@@ -71,6 +72,20 @@ def launcher_args(nproc: int, argv: Sequence[str]) -> list[str]:
     """The ``torch.distributed.run`` arguments that run ``gradts <argv>`` in ``nproc`` processes."""
     return ["--standalone", "--nnodes", "1", "--nproc-per-node", str(nproc), "--module",
             "gradts_cli", *without_nproc(argv)]
+
+
+def relaunch_if(nproc: int | None) -> None:
+    """``--nproc N`` with N > 1: run this command in N processes, then exit with their code."""
+    if nproc is None or nproc <= 1:
+        return
+    import typer
+
+    from gradts_engine.errors import UsageError
+
+    if world().distributed:
+        raise UsageError("--nproc inside a torchrun launch",
+                         hint="drop --nproc: torchrun already started the processes")
+    raise typer.Exit(relaunch(nproc))
 
 
 def relaunch(nproc: int) -> int:

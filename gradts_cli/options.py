@@ -7,6 +7,7 @@ comes from the config files or the environment (see ``gradts config``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -48,6 +49,18 @@ def complete_task_list(incomplete: str) -> list[str]:
     head, _, last = incomplete.rpartition(",")
     prefix = head + "," if head else ""
     return [prefix + n for n in complete_task(last)]
+
+
+def complete_names(names: Sequence[str]) -> Callable[[str], list[str]]:
+    """A completer of comma-separated ``names`` (``--selectors gradts,ra<TAB>``), each once."""
+
+    def complete(incomplete: str) -> list[str]:
+        head, _, last = incomplete.rpartition(",")
+        given = set(head.split(",")) if head else set()
+        prefix = head + "," if head else ""
+        return [prefix + n for n in names if n.startswith(last) and n not in given]
+
+    return complete
 
 
 def complete_suite(incomplete: str) -> list[str]:
@@ -166,6 +179,9 @@ LogDirOpt = Annotated[Path | None, typer.Option(
     "--log-dir", metavar="DIR", help="Where --log writes (default: ./runs).",
     show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute even if cached.")]
+NprocOpt = Annotated[int | None, typer.Option(
+    "--nproc", min=1, help="Run in N processes on this machine (the same as torchrun "
+    "--nproc-per-node N; see docs/SCALE.md).", show_default=False)]
 
 
 def _int(flag: str, what: str, default: Any, section: str, low: int = 1) -> Any:

@@ -39,6 +39,7 @@ resumes from the units that finished.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -52,8 +53,8 @@ from .errors import ConfigError, StoreError
 
 __all__ = ["ENV_ERRORS", "TIMEOUT_ENV", "World", "all_gather_json", "all_gather_rows",
            "all_reduce_sum_", "assign_lpt", "barrier", "batch_slice", "broadcast_json",
-           "check_same_store", "current", "describe", "from_env", "init", "merge_shards",
-           "rank_part", "shard_indices"]
+           "check_same_store", "current", "describe", "finish", "from_env", "init",
+           "merge_shards", "rank_part", "shard_indices"]
 
 TIMEOUT_ENV = "GRADTS_DIST_TIMEOUT"   # seconds a collective may wait (a rank still computing)
 ENV_ERRORS = "GRADTS_DIST_ERRORS"     # directory where a failing rank records its error
@@ -148,6 +149,25 @@ def _leave() -> None:
 
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def finish(ok: bool) -> None:
+    """Leave the process group at the end of a command, all ranks together when ``ok``.
+
+    After a command that succeeded on this rank, every rank waits for the others (a barrier)
+    before any destroys its group, so that no rank tears down its connections while a peer is
+    still inside the run; after a failure nothing waits (the peers may be gone) and the group
+    is destroyed at once. Without a process group (world size 1): nothing.
+    """
+    import sys
+
+    dist = sys.modules.get("torch.distributed")   # never imports torch on its own
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    if ok:
+        with contextlib.suppress(Exception):   # a peer that failed after all: its error shows
+            dist.barrier()
+    _leave()
 
 
 def _exit_on_sigterm() -> None:

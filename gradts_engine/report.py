@@ -86,6 +86,7 @@ class ProbeRow:
     settings: Mapping[str, Any]     # epochs, lr, batch_size, max_length, seed, ...
     created: str | None
     key: str
+    ranks: int = 1                  # processes that computed it (W with data parallelism)
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,10 @@ class CostRow:
 
     stage: str                      # probe | corr | trial | fg
     runs: int                       # tasks probed, models trained, ...
-    seconds: float
+    seconds: float                  # device-seconds: summed over the ranks that computed
     device: str                     # e.g. "cpu", "cuda:0", or "not recorded"
     detail: str
+    wall_s: float | None = None     # wall time of the command(s); None: not recorded
 
 
 @dataclass(frozen=True, eq=False)
@@ -222,7 +224,25 @@ def _probe_row(store: Store, entry: Entry) -> ProbeRow:
         dev_metric=dev.get("metric"), dev_score=_f(dev.get("main")),
         dev_n=int(dev["n"]) if isinstance(dev.get("n"), int) else None,
         device=info.get("device"), precision=info.get("precision") or settings.get("precision"),
-        settings=settings, created=entry.meta.get("created"), key=entry.key_path)
+        settings=settings, created=entry.meta.get("created"), key=entry.key_path,
+        ranks=_ranks(info))
+
+
+def _ranks(info: Mapping[str, Any]) -> int:
+    """How many processes computed an entry: its world size with data parallelism, else 1."""
+    d = info.get("distributed") or {}
+    return int(d.get("world_size", 1)) if d.get("parallel") == "data" else 1
+
+
+def _ddp_extra(distributed: Mapping[str, Any]) -> float:
+    """The device-seconds of the other ranks in the data-parallel runs of a summary (each
+    run's own ``seconds`` count one rank)."""
+    extra = 0.0
+    for run in (distributed.get("runs") or {}).values():
+        ranks = run.get("ranks") or []
+        if run.get("parallel") == "data" and ranks:
+            extra += sum(float(r.get("seconds") or 0.0) for r in ranks[1:])
+    return extra
 
 
 def _devices(values: Sequence[str | None]) -> str:
@@ -234,7 +254,7 @@ def _costs(probes: Sequence[ProbeRow], corr: CorrResult | None, corr_s: float,
            trials: Sequence[TrialSummary], fgs: Sequence[FgResult]) -> tuple[CostRow, ...]:
     rows = []
     if probes:
-        secs = sum(p.seconds or 0.0 for p in probes)
+        secs = sum((p.seconds or 0.0) * p.ranks for p in probes)
         n_ex = sum(p.instances for p in probes)
         rows.append(CostRow("probe", len(probes), secs, _devices([p.device for p in probes]),
                             f"fine-tune + importance pass over {n_ex} training examples"))
@@ -245,21 +265,29 @@ def _costs(probes: Sequence[ProbeRow], corr: CorrResult | None, corr_s: float,
     for t in trials:
         recs = [*t.trials, *t.comparisons]
         runs = sum(len(r.seeds) for r in recs)
-        secs = sum(r.seconds for r in recs)
+        secs = sum(r.seconds for r in recs) + _ddp_extra(t.distributed)
         rows.append(CostRow(f"trial {t.primary}", runs, secs,
                             _devices([t.settings.get("device")]),
                             f"{len(recs)} candidate sets x {len(t.seeds)} "
                             f"seed{'' if len(t.seeds) == 1 else 's'}, "
                             f"{t.settings.get('epochs')} "
-                            f"epoch{'' if t.settings.get('epochs') == 1 else 's'} each"))
+                            f"epoch{'' if t.settings.get('epochs') == 1 else 's'} each"
+                            + _world_note(t.distributed), wall_s=t.seconds))
     for f in fgs:
         trained = [r for r in f.rows if not r.primary_alone]
-        secs = sum(r.seconds for r in trained) + float(f.timings.get("correlate_s", 0.0))
+        secs = sum(r.seconds for r in trained) + float(f.timings.get("correlate_s", 0.0)) \
+            + _ddp_extra(f.distributed)
         rows.append(CostRow(f"fg {f.primary}", sum(len(r.seeds) for r in trained), secs,
                             _devices([f.settings.get("device")]),
                             f"{len(f.rows)} cut{'' if len(f.rows) == 1 else 's'}; "
-                            "instance taus + training"))
+                            "instance taus + training" + _world_note(f.distributed),
+                            wall_s=f.seconds))
     return tuple(rows)
+
+
+def _world_note(distributed: Mapping[str, Any]) -> str:
+    w = distributed.get("world_size")
+    return f"; {w} processes (time summed over them)" if w else ""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -125,6 +125,9 @@ def test_task_and_suite_names_complete_from_the_registry_without_torch() -> None
                                                                  "neg_movie,agree_rc"]
     assert _complete("gradts data show match") == ["match_person", "match_city"]
     assert "demo" in _complete("gradts probe --suite d")
+    assert _complete("gradts compare --selectors gradts,r") == ["gradts,random"]
+    assert _complete("gradts compare --selectors gradts,") == [     # each selector once
+        "gradts," + n for n in ("size", "random", "embed", "tag", "grad-cos")]
     probe = ("import sys, os; os.environ.update(_GRADTS_COMPLETE='complete_bash', "
              "COMP_WORDS='gradts probe --task neg_', COMP_CWORD='3'); "
              "from gradts_cli.app import main\n"

@@ -148,6 +148,13 @@ def torchrun(*args: str | Path, nproc: int = 2, timeout: float = 240,
                           env=_env(**env))
 
 
+def _why(proc: subprocess.CompletedProcess[str]) -> str:
+    """What a failed launch printed: its start (each rank's own message comes before the
+    launcher's traceback) and its end."""
+    err = proc.stderr
+    return err if len(err) <= 8000 else err[:5000] + "\n[...]\n" + err[-3000:]
+
+
 def gradts(*args: str | Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gradts_cli", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=_env())
@@ -177,6 +184,13 @@ COLLECTIVES = textwrap.dedent("""
         out["split_store"] = None
     except StoreError as e:
         out["split_store"] = [e.message, e.details.get("all_ranks")]
+    import time
+    import torch.distributed as dist
+    if w.rank == 1:
+        time.sleep(1.0)   # rank 0 reaches finish() first: it must wait for rank 1
+    out["t_before"] = time.time()
+    distributed.finish(ok=True)
+    out["t_after"], out["left"] = time.time(), not dist.is_initialized()
     (base / f"result-{w.rank}.json").write_text(json.dumps(out))
 """)
 
@@ -185,9 +199,11 @@ def test_collectives_and_the_store_check_with_two_ranks(tmp_path):
     script = tmp_path / "collectives.py"
     script.write_text(COLLECTIVES)
     res = torchrun(script, tmp_path)
-    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.returncode == 0, _why(res)
     got = [json.loads((tmp_path / f"result-{r}.json").read_text()) for r in range(2)]
     assert [g["rank"] for g in got] == [0, 1] and {g["backend"] for g in got} == {"gloo"}
+    assert all(g["left"] for g in got)        # finish(): every rank left the group ...
+    assert got[0]["t_after"] >= got[1]["t_before"]   # ... rank 0 only once rank 1 was there
     for g in got:
         assert g["nonce"] == {"from": 0}
         assert g["gathered"] == [[[0, 1, 2]], [[10, 11, 12], [13, 14, 15]]]
@@ -243,10 +259,10 @@ TASKS = ["--tasks", "neg_movie,match_city,topic_home"]
 def test_task_parallel_probe_equals_one_process(tiny, tmp_path):
     """3 tasks on 2 ranks: the same entries and matrices (1 thread per process: rtol 1e-6)."""
     one = gradts("--home", tmp_path / "one", "probe", "--model", tiny, *TASKS, *FAST, "--json")
-    assert one.returncode == 0, one.stderr[-2000:]
+    assert one.returncode == 0, _why(one)
     two = torchrun("-m", "gradts_cli", "--home", tmp_path / "two", "probe", "--model", tiny,
                    *TASKS, *FAST, "--json")
-    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.returncode == 0, _why(two)
     _assert_same_store(tmp_path / "one", tmp_path / "two")
     doc = json.loads(two.stdout)                     # one JSON document: rank 0's
     assert [t["task"] for t in doc["tasks"]] == ["neg_movie", "match_city", "topic_home"]
@@ -283,9 +299,9 @@ def test_data_parallel_probe_of_one_task_equals_one_process(tiny_nodrop, tmp_pat
             "--batch-size", "16", "--max-length", "64", "--max-train-examples", "23",
             "--lr", "1e-3", "--device", "cpu", "--json"]
     one = gradts("--home", tmp_path / "one", *args)
-    assert one.returncode == 0, one.stderr[-2000:]
+    assert one.returncode == 0, _why(one)
     two = torchrun("-m", "gradts_cli", "--home", tmp_path / "two", *args)
-    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.returncode == 0, _why(two)
     a, b = _probe_matrices(tmp_path / "one"), _probe_matrices(tmp_path / "two")
     assert b["match_city"]["index"].tolist() == list(range(23))   # each index once, in order
     assert b["match_city"]["R"].shape == (23, 2, 4)
@@ -336,9 +352,9 @@ def test_ddp_multi_task_training_equals_one_process(tiny_nodrop, tmp_path):
     one = subprocess.run([sys.executable, str(script), tiny_nodrop, str(tmp_path / "h1"),
                           str(tmp_path / "one")], capture_output=True, text=True, timeout=240,
                          cwd=ROOT, env=_env())
-    assert one.returncode == 0, one.stderr[-2000:]
+    assert one.returncode == 0, _why(one)
     two = torchrun(script, tiny_nodrop, tmp_path / "h2", tmp_path / "two")
-    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.returncode == 0, _why(two)
     a = json.loads((tmp_path / "one-0.json").read_text())
     b0, b1 = (json.loads((tmp_path / f"two-{r}.json").read_text()) for r in range(2))
     assert (a["world"], b0["world"]) == (1, 2)
@@ -379,10 +395,10 @@ def test_a_failing_rank_ends_the_run_with_its_error_and_the_rerun_completes(tiny
     args = ["--home", home, "--tasks-file", tasks_file, "probe", "--model", tiny,
             "--tasks", "neg_movie,huge,topic_home", *FAST, "--nproc", "2"]
     res = gradts(*args)
-    assert res.returncode == 8, res.stderr[-2000:]              # TrainingError's exit code
+    assert res.returncode == 8, _why(res)              # TrainingError's exit code
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error: rank ") and " of 2: task 'huge': the training loss " \
-        "became inf" in last, res.stderr[-2000:]
+        "became inf" in last, _why(res)
     assert "Traceback" not in res.stderr and res.stdout == ""
     stored = {json.loads(m.read_text())["info"]["task_name"]
               for m in home.glob("probe/**/meta.json")}
@@ -391,7 +407,7 @@ def test_a_failing_rank_ends_the_run_with_its_error_and_the_rerun_completes(tiny
 
     _diverging_task(tmp_path, 1.5)                               # the data fixed
     res = gradts(*args[:-2], "--json", "--nproc", "2")
-    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.returncode == 0, _why(res)
     doc = {t["task"]: t for t in json.loads(res.stdout)["tasks"]}
     assert sorted(doc) == ["huge", "neg_movie", "topic_home"]
     assert {t for t, d in doc.items() if d["cached"]} == stored  # finished units reused
@@ -402,8 +418,228 @@ def test_a_failing_rank_ends_the_run_with_its_error_and_the_rerun_completes(tiny
 def test_nproc_gives_the_same_store_as_torchrun(tiny, tmp_path):
     args = ["probe", "--model", tiny, *TASKS, *FAST, "--json"]
     via_torchrun = torchrun("-m", "gradts_cli", "--home", tmp_path / "a", *args)
-    assert via_torchrun.returncode == 0, via_torchrun.stderr[-2000:]
+    assert via_torchrun.returncode == 0, _why(via_torchrun)
     via_nproc = gradts("--home", tmp_path / "b", *args, "--nproc", "2")
-    assert via_nproc.returncode == 0, via_nproc.stderr[-2000:]
+    assert via_nproc.returncode == 0, _why(via_nproc)
     _assert_same_store(tmp_path / "a", tmp_path / "b", rtol=0)
     assert json.loads(via_nproc.stdout)["tasks"][0]["info"]["distributed"]["world_size"] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# trial, compare under torchrun: the ledger's runs spread over the ranks
+# ---------------------------------------------------------------------------------------------
+SEL_TASKS = "neg_movie,match_city,topic_home"
+SEL_FAST = ["--batch-size", "8", "--lr", "1e-3", "--max-length", "48", "--max-train-examples",
+            "24", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def probed(tiny_nodrop, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store with the 3 tasks probed (1 process) by the no-dropout tiny model."""
+    home = tmp_path_factory.mktemp("probed") / "home"
+    res = gradts("--home", home, "probe", "--model", tiny_nodrop, "--tasks", SEL_TASKS, *FAST)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return home
+
+
+def _homes(probed: Path, tmp_path: Path, *names: str) -> list[Path]:
+    import shutil
+
+    out = []
+    for n in names:
+        shutil.copytree(probed, tmp_path / n)
+        out.append(tmp_path / n)
+    return out
+
+
+def _runs(home: Path) -> dict[str, tuple[dict, dict, dict]]:
+    """Every stored ledger run: key path -> (result record, info, dev arrays)."""
+    from safetensors.numpy import load_file
+
+    out = {}
+    for meta in sorted(home.glob("trial-run/**/meta.json")):
+        d = meta.parent
+        out[str(d.relative_to(home))] = (json.loads((d / "result.json").read_text()),
+                                         json.loads(meta.read_text())["info"],
+                                         dict(load_file(str(d / "dev.safetensors"))))
+    return out
+
+
+def _assert_same_runs(a: Path, b: Path, rtol: float) -> dict[str, tuple[dict, dict, dict]]:
+    """The same run keys, epochs, best epochs, predictions; losses within ``rtol``."""
+    ra, rb = _runs(a), _runs(b)
+    assert sorted(ra) == sorted(rb) and ra                  # same keys: same runs, settings
+    for k in ra:
+        (x, _, xa), (y, _, ya) = ra[k], rb[k]
+        assert x["best_epoch"] == y["best_epoch"], k
+        assert x["examples_seen"] == y["examples_seen"], k
+        np.testing.assert_array_equal(xa["predictions"], ya["predictions"], err_msg=k)
+        for ex, ey in zip(x["epochs"], y["epochs"], strict=True):
+            assert ey["train_loss"] == pytest.approx(ex["train_loss"], rel=rtol), k
+            assert ey["dev_metrics"] == pytest.approx(ex["dev_metrics"], rel=1e-9), k
+    return rb
+
+
+TRIAL = ["trial", "--primary", "neg_movie", "--candidates", "match_city,topic_home",
+         "--epochs", "2", *SEL_FAST, "--json"]
+
+
+@pytest.mark.slow
+def test_data_parallel_trial_equals_one_process(tiny_nodrop, probed, tmp_path):
+    """One seed: every set is one run, fewer than the ranks, so both ranks train each run
+    together (DDP). Tolerance: rtol 1e-4 on the epoch losses (float32 sums over other batch
+    splits; measured about 1e-7); best epochs, predictions and the selected set equal."""
+    one, two = _homes(probed, tmp_path, "one", "two")
+    r1 = gradts("--home", one, *TRIAL[:1], "--model", tiny_nodrop, *TRIAL[1:])
+    assert r1.returncode == 0, r1.stderr[-2000:]
+    r2 = torchrun("-m", "gradts_cli", "--home", two, *TRIAL[:1], "--model", tiny_nodrop,
+                  *TRIAL[1:])
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    a, b = json.loads(r1.stdout), json.loads(r2.stdout)       # one document: rank 0's
+    assert b["selected"] == a["selected"] and b["trained"] == a["trained"] >= 2
+    assert [t["aux"] for t in b["trials"]] == [t["aux"] for t in a["trials"]]
+    for ta, tb in zip(a["trials"], b["trials"], strict=True):
+        assert tb["scores"] == pytest.approx(ta["scores"], rel=1e-9)
+        assert tb["cached"] == ta["cached"] == [False]
+    runs = _assert_same_runs(one, two, rtol=1e-4)
+    for _, info, _ in runs.values():                          # rank 0 wrote, both trained
+        d = info["distributed"]
+        assert (d["parallel"], d["rank"], d["world_size"]) == ("data", 0, 2)
+        assert [r["rank"] for r in d["ranks"]] == [0, 1]
+        assert all(r["examples_per_s"] > 0 for r in d["ranks"])
+    assert b["distributed"]["world_size"] == 2 and a["distributed"] == {}
+    assert len(list(two.glob("trial/**/meta.json"))) == 1     # one summary (rank 0's)
+
+    from gradts_engine.report import build_report
+    from gradts_engine.store import Store
+
+    # the cost ledger: device-seconds summed over both ranks of each DDP run, and wall time
+    ranks = [r for run in b["distributed"]["runs"].values() for r in run["ranks"]]
+    own = sum(t["seconds"] for t in b["trials"])              # each run's time on rank 0
+    row_b = next(c for c in build_report(Store(two), tiny_nodrop, "neg_movie").costs
+                 if c.stage == "trial neg_movie")
+    assert row_b.seconds == pytest.approx(own + sum(r["seconds"] for r in ranks
+                                                    if r["rank"] == 1))
+    assert row_b.wall_s == pytest.approx(b["seconds"]) and "2 processes" in row_b.detail
+    row_a = next(c for c in build_report(Store(one), tiny_nodrop, "neg_movie").costs
+                 if c.stage == "trial neg_movie")
+    assert row_a.seconds == pytest.approx(sum(t["seconds"] for t in a["trials"]))
+
+
+@pytest.mark.slow
+def test_nproc_trial_gives_the_same_store_as_torchrun(tiny_nodrop, probed, tmp_path):
+    """Two seeds: each set's 2 runs go one to each rank (task parallelism, no DDP), so the
+    store equals torchrun's exactly."""
+    a, b = _homes(probed, tmp_path, "a", "b")
+    args = [*TRIAL[:1], "--model", tiny_nodrop, *TRIAL[1:], "--seeds", "2", "--max-aux", "1"]
+    via_torchrun = torchrun("-m", "gradts_cli", "--home", a, *args)
+    assert via_torchrun.returncode == 0, via_torchrun.stderr[-2000:]
+    via_nproc = gradts("--home", b, *args, "--nproc", "2")
+    assert via_nproc.returncode == 0, via_nproc.stderr[-2000:]
+    runs = _assert_same_runs(a, b, rtol=0)
+    assert {info["distributed"]["rank"] for _, info, _ in runs.values()} == {0, 1}
+    assert {info["distributed"]["parallel"] for _, info, _ in runs.values()} == {"task"}
+    doc = json.loads(via_nproc.stdout)
+    assert doc["selected"] == json.loads(via_torchrun.stdout)["selected"]
+
+
+@pytest.mark.slow
+def test_task_parallel_compare_equals_one_process(tiny_nodrop, probed, tmp_path):
+    """gradts compare with 2 seeds and 2 selectors: 7 distinct runs known up front, one batch
+    spread over 2 ranks (LPT: 4 and 3); every stored run equals the 1-process one (1 thread
+    per process: rtol 1e-6, measured equal)."""
+    one, two = _homes(probed, tmp_path, "one", "two")
+    args = ["compare", "--model", tiny_nodrop, "--primary", "neg_movie", "--candidates",
+            "match_city,topic_home", "--k", "1", "--seeds", "2", "--selectors", "gradts,random",
+            "--epochs", "1", *SEL_FAST, "--json"]
+    r1 = gradts("--home", one, *args)
+    assert r1.returncode == 0, r1.stderr[-2000:]
+    r2 = torchrun("-m", "gradts_cli", "--home", two, *args)
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    runs = _assert_same_runs(one, two, rtol=1e-6)
+    per_rank = [sum(info["distributed"]["rank"] == r for _, info, _ in runs.values())
+                for r in range(2)]
+    assert min(per_rank) >= 2 and sum(per_rank) == len(runs) == 7
+    a, b = json.loads(r1.stdout), json.loads(r2.stdout)
+    assert b["trained"] == a["trained"] == 7
+    rows = [(r["selector"], r["k"], r["scores"], r["cached"]) for r in a["primaries"][0]["rows"]]
+    assert [(r["selector"], r["k"], r["scores"], r["cached"])
+            for r in b["primaries"][0]["rows"]] == rows
+
+
+@pytest.mark.slow
+def test_fg_under_torchrun_equals_one_process(tiny_nodrop, probed, tmp_path):
+    """GradTS-fg with 3 cuts: the baseline (1 run: DDP on both ranks) then the cuts' runs as
+    one batch (2 distinct: one per rank; a cut keeping what another kept is reused)."""
+    one, two = _homes(probed, tmp_path, "one", "two")
+    args = ["fg", "--model", tiny_nodrop, "--primary", "neg_movie", "--aux",
+            "match_city,topic_home", "--sweep", "0.0,0.2,0.4", "--epochs", "1", "--batch-size",
+            "8", "--lr", "1e-3", "--max-length", "48", "--device", "cpu", "--json"]
+    r1 = gradts("--home", one, *args)
+    assert r1.returncode == 0, r1.stderr[-2000:]
+    r2 = torchrun("-m", "gradts_cli", "--home", two, *args)
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    runs = _assert_same_runs(one, two, rtol=1e-4)
+    a, b = json.loads(r1.stdout), json.loads(r2.stdout)
+    assert b["trained"] == a["trained"] == len(runs)
+    assert [(r["scores"], r["cached"]) for r in b["rows"]] == \
+        [(r["scores"], r["cached"]) for r in a["rows"]]
+    who = {k.split("/")[3]: info["distributed"] for k, (_, info, _) in runs.items()}
+    assert who.pop("alone")["parallel"] == "data"
+    assert {d["parallel"] for d in who.values()} == {"task"}
+    assert sorted(d["rank"] for d in who.values()) == [0, 1]
+
+
+FLAKY = textwrap.dedent("""
+    # gradts with a training failure injected on one rank (FAIL_RANK) for runs whose label
+    # contains FAIL_ON: what a rank that raises (a diverging run, a GPU fault) looks like
+    import os, sys
+    from gradts_engine import mtl
+    from gradts_engine.errors import TrainingError
+
+    real = mtl.train_mtl
+
+    def flaky(*args, label=None, **kwargs):
+        if os.environ.get("RANK") == os.environ.get("FAIL_RANK") and \\
+                os.environ.get("FAIL_ON", "\\0") in (label or ""):
+            raise TrainingError(f"multi-task run {label}: injected failure",
+                                hint="fix the injected fault")
+        return real(*args, label=label, **kwargs)
+
+    mtl.train_mtl = flaky
+    from gradts_cli.app import run
+    sys.argv = ["gradts", *sys.argv[1:]]
+    run()
+""")
+
+
+@pytest.mark.slow
+def test_a_failing_rank_ends_the_trial_with_its_error_and_the_rerun_completes(
+        tiny_nodrop, probed, tmp_path):
+    (home,) = _homes(probed, tmp_path, "h")
+    script = tmp_path / "flaky.py"
+    script.write_text(FLAKY)
+    errors = tmp_path / "errors"
+    errors.mkdir()
+    args = [script, "--home", home, *TRIAL[:1], "--model", tiny_nodrop, *TRIAL[1:],
+            "--seeds", "2", "--max-aux", "1"]
+    res = torchrun(*args, FAIL_RANK="1", FAIL_ON=" + ", GRADTS_DIST_ERRORS=str(errors))
+    assert res.returncode != 0 and res.stdout == ""
+    record = json.loads((errors / "rank-1.json").read_text())
+    assert record["code"] == 8                                   # TrainingError's exit code
+    assert record["message"].startswith("rank 1 of 2: multi-task run neg_movie + ") and \
+        record["message"].endswith(": injected failure"), record
+    assert not (errors / "rank-0.json").exists()                 # rank 0 did not fail
+    stored = {k: info for k, (_, info, _) in _runs(home).items()}
+    assert sum("/alone/" in k for k in stored) == 2              # the baseline's 2 seeds
+    assert all("/alone/" in k or info["distributed"]["rank"] == 0
+               for k, info in stored.items())                    # nothing of rank 1's failure
+    assert list(home.glob(".tmp/*")) == [] and list(home.glob("trial/**/meta.json")) == []
+
+    res = torchrun(*args)                                        # the fault gone: rerun
+    assert res.returncode == 0, res.stderr[-2000:]
+    doc = json.loads(res.stdout)
+    assert doc["baseline"]["cached"] == [True, True]             # finished units reused
+    assert doc["trials"][1]["cached"] != [True, True]
+    assert doc["trained"] == 4 - len(stored)
+    assert len(_runs(home)) == 4

@@ -53,6 +53,7 @@ def test_a_trial_summary_of_the_previous_format_loads(store_root: Path) -> None:
     assert s.probes == {}                                # a field the old format lacks
     again = s.to_json()
     assert again.pop("probes") == {}
+    assert again.pop("distributed") == {}                # nor this one (torchrun's runs)
     assert again == stored                               # the same layout, value for value
 
 
@@ -67,6 +68,7 @@ def test_an_fg_result_of_the_previous_format_loads(store_root: Path) -> None:
     assert r.baseline.source in ("ledger", "trained") and r.trial is not None
     again = r.to_json()
     assert again.pop("probes") == {}
+    assert again.pop("distributed") == {}
     assert again == stored
 
 

@@ -73,28 +73,35 @@ def test_trainer_equals_plain_torch_reference():
 
     stats = [trainer.epoch(e, [("x", b) for b in data], loss_of) for e in range(2)]
 
-    ref = _model()
-    decay = [p for p in ref.parameters() if p.ndim >= 2]
-    rest = [p for p in ref.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": rest, "weight_decay": 0.0}], lr=0.05)
-    warm = round(0.125 * total)  # 1.5 -> 2 (int() would give 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / (total - warm)))
-    losses = []
-    for _ in range(2):
-        epoch_losses = []
-        for x, y in data:
-            loss = ((ref(x).squeeze(-1) - y) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(list(ref.parameters()), 0.5)
-            opt.step()
-            sched.step()
-            epoch_losses.append(float(loss.detach()))
-        losses.append(epoch_losses)
+    def reference(**adamw: bool) -> tuple[torch.nn.Module, list[list[float]]]:
+        ref = _model()
+        decay = [p for p in ref.parameters() if p.ndim >= 2]
+        rest = [p for p in ref.parameters() if p.ndim < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                                 {"params": rest, "weight_decay": 0.0}], lr=0.05, **adamw)
+        warm = round(0.125 * total)  # 1.5 -> 2 (int() would give 1)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / (total - warm)))
+        losses = []
+        for _ in range(2):
+            epoch_losses = []
+            for x, y in data:
+                loss = ((ref(x).squeeze(-1) - y) ** 2).mean()
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(list(ref.parameters()), 0.5)
+                opt.step()
+                sched.step()
+                epoch_losses.append(float(loss.detach()))
+            losses.append(epoch_losses)
+        return ref, losses
+
+    ref, losses = reference(fused=True)          # the recipe, bit for bit (fused on the CPU)
     for a, b in zip(got.parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    loop, _ = reference(foreach=False)           # torch's per-tensor loop: the same update
+    for a, b in zip(got.parameters(), loop.parameters(), strict=True):   # up to rounding
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
     for st, ref_losses in zip(stats, losses, strict=True):
         assert st.mean_loss["x"] == pytest.approx(sum(ref_losses) / len(ref_losses), rel=1e-12)
         assert st.examples == {"x": 30} and st.steps == 6

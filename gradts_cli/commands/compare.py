@@ -18,6 +18,7 @@ from ..options import (
     MaxLenOpt,
     MeasureOpt,
     ModelOpt,
+    NprocOpt,
     PrecisionOpt,
     RevisionOpt,
     SeedOpt,
@@ -25,6 +26,7 @@ from ..options import (
     TrialBatchOpt,
     TrialEpochsOpt,
     TrialLrOpt,
+    complete_names,
     complete_task_list,
     log_to,
     require_model,
@@ -59,7 +61,9 @@ HELP = (
     "  gradts compare --model bert-base-cased --primary rte --candidates mrpc,qnli,sst2,cola "
     "--selectors gradts,size,random --max-train-examples 1000\n\n"
     "  gradts compare --model ./minilm --all --suite demo --selectors gradts,size,random "
-    "--csv compare.csv --figure compare.pdf\n"
+    "--csv compare.csv --figure compare.pdf\n\n"
+    "  torchrun --nproc-per-node 8 -m gradts_cli compare --model bert-base-cased --primary rte"
+    " --suite glue --seeds 3\n"
 )
 
 
@@ -76,7 +80,8 @@ def compare(
         autocompletion=complete_task_list, show_default=False)] = None,
     suite: SuiteOpt = None,
     selectors: Annotated[str, typer.Option(
-        "--selectors", help=f"Comma-separated, from {', '.join(SELECTORS)}.")] = ",".join(
+        "--selectors", help=f"Comma-separated, from {', '.join(SELECTORS)}.",
+        autocompletion=complete_names(SELECTORS))] = ",".join(
             SELECTORS),
     k: Annotated[str, typer.Option("--k", help="Set sizes to compare, e.g. 1,2.")] = "1",
     seeds: Annotated[int | None, typer.Option(
@@ -108,8 +113,13 @@ def compare(
     csv_: Annotated[Path | None, typer.Option(
         "--csv", help="Also write every seed's score and gain, the intervals and the rankings "
         "as long-format CSV to FILE.", metavar="FILE", show_default=False)] = None,
+    nproc: NprocOpt = None,
 ) -> None:
     from gradts_engine.errors import UsageError
+
+    from .. import launch
+
+    launch.relaunch_if(nproc)
 
     try:
         ks = [int(x) for x in split_list(k)]
@@ -148,6 +158,8 @@ def compare(
                              selectors=split_list(selectors), ks=ks,
                              max_train_examples=max_train_examples,
                              holdout_fraction=holdout_fraction, force=force, progress=on_event)
+    if not launch.is_main():
+        return  # rank 0 renders and writes the files
     for path in artefacts.write_compare(result, figure, csv_):
         output.success(f"wrote {path}")
     if json_:

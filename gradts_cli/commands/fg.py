@@ -19,6 +19,7 @@ from ..options import (
     MeasureOpt,
     MethodOpt,
     ModelOpt,
+    NprocOpt,
     PrecisionOpt,
     PrimaryOpt,
     RevisionOpt,
@@ -58,7 +59,9 @@ HELP = (
     "  gradts fg --model bert-base-cased --primary rte --sweep 0.4,0.5,0.62,0.7 --seeds 3\n\n"
     "  gradts fg --model bert-base-cased --primary rte --aux mrpc,qnli --keep-fraction 0.25\n\n"
     "  gradts fg --model ./minilm --primary neg_movie --epochs 1 --lr 1e-4 --max-length 48 "
-    "--estimator after --json\n"
+    "--estimator after --json\n\n"
+    "  torchrun --nproc-per-node 8 -m gradts_cli fg --model bert-base-cased --primary rte"
+    " --sweep 0.4,0.5,0.62,0.7 --seeds 2\n"
 )
 
 
@@ -120,8 +123,13 @@ def fg(
     log: LogOpt = None,
     log_dir: LogDirOpt = None,
     json_: JsonOpt = False,
+    nproc: NprocOpt = None,
 ) -> None:
     from gradts_engine.errors import UsageError
+
+    from .. import launch
+
+    launch.relaunch_if(nproc)
 
     given = [f for f, v in (("--threshold", threshold), ("--sweep", sweep),
                             ("--keep-fraction", keep_fraction)) if v is not None]
@@ -161,6 +169,8 @@ def fg(
                         signal=ImportanceSignal.parse(cfg.probe.measure, cfg.corr.estimator,
                                                       cfg.corr.method), force=force,
                         progress=on_event, registry=registry)
+    if not launch.is_main():
+        return  # rank 0 renders and writes the files
     for path in artefacts.write_fg(st.store(), result, figure, csv):
         output.success(f"wrote {path}")
     if json_:

@@ -18,6 +18,7 @@ from ..options import (
     MaxLenOpt,
     MeasureOpt,
     ModelOpt,
+    NprocOpt,
     PrecisionOpt,
     ProbeBatchOpt,
     ProbeEpochsOpt,
@@ -100,19 +101,13 @@ def probe(
     log: LogOpt = None,
     log_dir: LogDirOpt = None,
     json_: JsonOpt = False,
-    nproc: Annotated[int | None, typer.Option(
-        "--nproc", min=1, help="Run in N processes on this machine (the same as torchrun "
-        "--nproc-per-node N; see docs/SCALE.md).", show_default=False)] = None,
+    nproc: NprocOpt = None,
 ) -> None:
     from gradts_engine.errors import UsageError
 
     from .. import launch
 
-    if nproc is not None and nproc > 1:
-        if launch.world().distributed:
-            raise UsageError("--nproc inside a torchrun launch",
-                             hint="drop --nproc: torchrun already started the processes")
-        raise typer.Exit(launch.relaunch(nproc))
+    launch.relaunch_if(nproc)
     st = state(ctx)
     cfg = st.config(
         run={"model": model, "revision": revision, "device": device,

@@ -19,6 +19,7 @@ from ..options import (
     MaxLenOpt,
     MeasureOpt,
     ModelOpt,
+    NprocOpt,
     PrecisionOpt,
     PrimaryOpt,
     RevisionOpt,
@@ -63,7 +64,9 @@ HELP = (
     "  gradts trial --model ./minilm --primary neg_movie --suite demo --epochs 1 --lr 1e-4 "
     "--max-length 48\n\n"
     "  gradts trial --model bert-base-cased --primary cola --suite glue --holdout-fraction 0.5 "
-    "--compare random,all --json\n"
+    "--compare random,all --json\n\n"
+    "  torchrun --nproc-per-node 8 -m gradts_cli trial --model bert-base-cased --primary rte"
+    " --suite glue --seeds 4\n"
 )
 
 
@@ -126,8 +129,13 @@ def trial(
     log: LogOpt = None,
     log_dir: LogDirOpt = None,
     json_: JsonOpt = False,
+    nproc: NprocOpt = None,
 ) -> None:
     from gradts_engine.errors import UsageError
+
+    from .. import launch
+
+    launch.relaunch_if(nproc)
 
     comp = split_list(compare)
     for c in comp:
@@ -166,6 +174,8 @@ def trial(
                            holdout_fraction=holdout_fraction,
                            max_train_examples=max_train_examples, force=force,
                            progress=on_event)
+    if not launch.is_main():
+        return  # rank 0 renders and writes the files
     for path in artefacts.write_trial(result, figure, csv):
         output.success(f"wrote {path}")
     if json_:

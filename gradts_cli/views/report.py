@@ -53,9 +53,11 @@ def _costs(rep: Any) -> list[RenderableType]:
         return []
     total = sum(c.seconds for c in rep.costs)
     return [table("cost per stage (compute recorded in the store)",
-                  ["stage", "runs", "time", "device", "what"],
-                  [[c.stage, str(c.runs), duration(c.seconds), c.device, c.detail]
-                   for c in rep.costs], caption=f"total {duration(total)}")]
+                  ["stage", "runs", "device time", "wall", "device", "what"],
+                  [[c.stage, str(c.runs), duration(c.seconds),
+                    "–" if c.wall_s is None else duration(c.wall_s), c.device, c.detail]
+                   for c in rep.costs],
+                  caption=f"total {duration(total)} of device time (summed over processes)")]
 
 
 def renderables(rep: Any, *, matrix: bool = True,

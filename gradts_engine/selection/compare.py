@@ -28,7 +28,7 @@ import datetime as _dt
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,7 @@ from .compare_records import (
     SummaryRow,
 )
 from .ledger import EvalPlan, Ledger, Run, TrainFn, open_ledger
+from .ledger_parallel import Unit, summary_writer
 from .records import decode, encode
 from .selectors import DEFAULT, SelectContext, get_selector
 from .stats import NOISE_LEVEL, paired_diffs, percentile_interval, seed_mean, seed_std
@@ -105,12 +106,16 @@ def run_compare(model: str, primaries: Sequence[TaskSpec], candidates: Sequence[
                holdout_fraction, force, progress, train_fn or mtl.train_mtl)
     done, trained = [], 0
     runs: dict[str, dict[tuple[str, int], list[Run]]] = {}
+    dist: dict[str, Any] = {}
     for p in primaries:
-        comp, row_runs, n = _compare_one(env, p, [c for c in candidates if c.name != p.name],
-                                         sels, ks)
+        comp, row_runs, ledger = _compare_one(env, p, [c for c in candidates
+                                                       if c.name != p.name], sels, ks)
         done.append(comp)
         runs[p.name] = row_runs
-        trained += n
+        trained += ledger.trained
+        info = ledger.distributed_info()
+        if info:
+            dist = {**info, "runs": {**dist.get("runs", {}), **info["runs"]}}
     summary = _summary(done, runs, sels, ks, run.seed) if len(done) > 1 else ()
     result = CompareResult(
         model=ref.cache_id, model_name=ref.name, primaries=tuple(done), summary=summary,
@@ -121,7 +126,7 @@ def run_compare(model: str, primaries: Sequence[TaskSpec], candidates: Sequence[
                   "method": str(env.signal.method)},
         trained=trained, seconds=time.perf_counter() - t0,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        words=tuple(w for c in done for w in _words(c)))
+        words=tuple(w for c in done for w in _words(c)), distributed=dist)
     return _store(store, result, [c.name for c in candidates])
 
 
@@ -187,7 +192,7 @@ def _probes(env: _Env, ctx: SelectContext, names: Sequence[str]) -> dict[str, st
 
 def _compare_one(env: _Env, primary: TaskSpec, cands: Sequence[TaskSpec], sels: Sequence[str],
                  ks: Sequence[int]) -> tuple[PrimaryComparison, dict[tuple[str, int], list[Run]],
-                                             int]:
+                                             Ledger]:
     plan, scoring, scoring_text = _plan(env, primary)
     rankings, ctx = _rankings(env, primary, cands, sels)
     names = [primary.name, *(c.name for c in cands)]
@@ -205,7 +210,7 @@ def _compare_one(env: _Env, primary: TaskSpec, cands: Sequence[TaskSpec], sels: 
         (ALONE, 0, [()] * len(env.seeds)), (ALL, len(cands), [canon(names[1:])] * len(env.seeds))]
     plans += [(s, k, [canon(by[s].order_for(i)[:k]) for i in range(len(env.seeds))])
               for k in ks for s in sels]
-    runs = {(s, k): _train_row(env, ledger, scoring, s, k, sets) for s, k, sets in plans}
+    runs = _train_rows(env, ledger, scoring, plans)
     rows = {key: _row(key[0], key[1], rs, env.seeds, scoring) for key, rs in runs.items()}
     base = runs[(ALONE, 0)]
     out_rows = []
@@ -224,26 +229,46 @@ def _compare_one(env: _Env, primary: TaskSpec, cands: Sequence[TaskSpec], sels: 
         all_candidates=_with_gains(rows[(ALL, len(cands))], runs[(ALL, len(cands))], base, None,
                                    primary.main_metric, scoring, env.run.seed),
         rows=tuple(out_rows), notes=tuple(notes))
-    return comp, runs, ledger.trained
+    return comp, runs, ledger
 
 
-def _train_row(env: _Env, ledger: Ledger, scoring: str, selector: str, k: int,
-               sets: Sequence[tuple[str, ...]]) -> list[Run]:
-    """The runs of one row: set ``sets[i]`` with seed i (the ledger trains each pair once)."""
+def _train_rows(env: _Env, ledger: Ledger, scoring: str,
+                plans: Sequence[tuple[str, int, Sequence[tuple[str, ...]]]]
+                ) -> dict[tuple[str, int], list[Run]]:
+    """The runs of every row: set ``sets[i]`` with seed i. Every selector's sets are known
+    up front, so all rows are one batch of the ledger (which trains each pair once; under
+    torchrun the runs spread over the ranks, :meth:`Ledger.get_many`)."""
     p = ledger.ctx.primary
-    out = []
-    for i, (aux, seed) in enumerate(zip(sets, env.seeds, strict=True)):
-        label = (f"{p.name} + " + " + ".join(aux) if aux else f"{p.name} alone") + (
-            f" (seed {seed})" if len(env.seeds) > 1 else "")
-        emit(env.progress, Stage.COMPARE_START, task=p.name, done=i, total=len(sets),
-             message=f"{selector} k={k}: {label}")
-        r = ledger.get(aux, seed, label=label, force=env.force)
-        if scoring not in r.result.report_predictions:   # stored before predictions were kept
-            r = ledger.get(aux, seed, label=label, force=True)
-        out.append(r)
-        emit(env.progress, Stage.COMPARE_RUN, task=p.name, done=i + 1, total=len(sets),
-             message=f"{selector} k={k}: {label}",
+    units: list[Unit] = []
+    where: list[tuple[str, int, int, int]] = []      # selector, k, seed index, row size
+    for selector, k, sets in plans:
+        for i, (aux, seed) in enumerate(zip(sets, env.seeds, strict=True)):
+            label = (f"{p.name} + " + " + ".join(aux) if aux else f"{p.name} alone") + (
+                f" (seed {seed})" if len(env.seeds) > 1 else "")
+            units.append(Unit(tuple(aux), seed, label))
+            where.append((selector, k, i, len(sets)))
+
+    def start(j: int) -> None:
+        selector, k, i, n = where[j]
+        emit(env.progress, Stage.COMPARE_START, task=p.name, done=i, total=n,
+             message=f"{selector} k={k}: {units[j].label}")
+
+    def done(j: int, r: Run) -> None:
+        selector, k, i, n = where[j]
+        emit(env.progress, Stage.COMPARE_RUN, task=p.name, done=i + 1, total=n,
+             message=f"{selector} k={k}: {units[j].label}",
              metrics={"score": _score(r, scoring, p.main_metric), "cached": float(r.cached)})
+
+    flat = ledger.get_many(units, force=env.force, on_start=start, on_done=done)
+    # runs stored before the report predictions were kept: trained again (one batch too)
+    stale = [j for j, r in enumerate(flat) if scoring not in r.result.report_predictions]
+    if stale:
+        for j, r in zip(stale, ledger.get_many([units[j] for j in stale], force=True),
+                        strict=True):
+            flat[j] = r
+    out: dict[tuple[str, int], list[Run]] = {}
+    for (selector, k, _, _), r in zip(where, flat, strict=True):
+        out.setdefault((selector, k), []).append(r)
     return out
 
 
@@ -357,7 +382,7 @@ def _store(store: Store, result: CompareResult, candidates: list[str]) -> Compar
         "candidates": candidates, "selectors": list(result.selectors), "ks": list(result.ks),
         "settings": dict(result.settings)})
     result = dataclasses.replace(result, key=str(key))
-    with store.lock(key), store.writer(key, info={
+    with summary_writer(store, key, {
             "primary": ",".join(p.primary for p in result.primaries),
             "model_name": result.model_name, "selectors": list(result.selectors)}) as w:
         w.save_json("result", encode(result))

@@ -111,6 +111,8 @@ class CompareResult:
     notes: tuple[str, ...] = ()
     level: float = 0.90
     words: tuple[str, ...] = field(default_factory=tuple)   # the verdicts, one per line
+    # under torchrun: world size, backend, and per run trained who trained it, how fast
+    distributed: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return encode(self)  # type: ignore[no-any-return]

@@ -39,6 +39,7 @@ from ..store import Store, safe_component
 from ..training import device_name
 from .cuts import FG_VERSION, Selection, instance_taus, select, selection_key
 from .ledger import EvalPlan, Ledger, Run, TrainFn, open_ledger
+from .ledger_parallel import Unit, summary_writer
 from .records import Cut, FgResult, FgRow, Reference, TauSummary, TrialSummary, decode, encode
 from .stats import mean_metrics, paired_interval, seed_mean, seed_std
 
@@ -110,8 +111,7 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
     notes.extend(_trial_notes(summary, ours, aux_source, [a.name for a in aux_specs]))
     aux_names = tuple(a.name for a in aux_specs)
     t0 = time.perf_counter()
-    b_runs = [_get(ledger, (), s, f"{primary.name} alone", seeds, False, None, progress)
-              for s in seeds]
+    b_runs = _get_all(ledger, _units(f"{primary.name} alone", (), seeds), False, progress)
     baseline = _reference("primary alone", (), seeds, b_runs,
                           "ledger" if all(r.cached for r in b_runs) else "trained",
                           list(plan.report))
@@ -136,7 +136,7 @@ def run_fg(model: str, primary: TaskSpec, aux: Sequence[TaskSpec] | None = None,
         seconds=time.perf_counter() - t_start, notes=tuple(dict.fromkeys(notes)),
         timings={k: round(v, 3) for k, v in timings.items()},
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        taus=tuple(tau_dist), probes=probes)
+        taus=tuple(tau_dist), probes=probes, distributed=ledger.distributed_info())
     return _store_result(store, result, cuts, run)
 
 
@@ -238,20 +238,28 @@ def _trial_notes(summary: TrialSummary | None, ours: Mapping[str, Any], aux_sour
     return notes
 
 
-def _get(ledger: Ledger, aux: tuple[str, ...], seed: int, label: str, seeds: tuple[int, ...],
-         force: bool, subsets: Mapping[str, np.ndarray] | None,
-         progress: ProgressFn | None) -> Run:
-    """One fg run through the ledger, with its progress events."""
+def _get_all(ledger: Ledger, units: Sequence[Unit], force: bool,
+             progress: ProgressFn | None) -> list[Run]:
+    """fg runs through the ledger, with their progress events (one batch: under torchrun the
+    runs spread over the ranks, :meth:`Ledger.get_many`)."""
     p = ledger.ctx.primary
-    run_label = label + (f" (seed {seed})" if len(seeds) > 1 else "")
-    r = ledger.get(aux, seed, label=run_label, force=force, subsets=subsets,
-                   before_training=lambda: emit(progress, Stage.FG_START, task=p.name,
-                                                message=run_label,
-                                                metrics={"seed": float(seed)}))
-    emit(progress, Stage.FG_RUN, task=p.name, message=run_label,
-         metrics={p.main_metric: r.result.score, "epoch": float(r.result.best_epoch),
-                  "cached": float(r.cached)})
-    return r
+
+    def before(i: int) -> None:
+        emit(progress, Stage.FG_START, task=p.name, message=units[i].label,
+             metrics={"seed": float(units[i].seed)})
+
+    def done(i: int, r: Run) -> None:
+        emit(progress, Stage.FG_RUN, task=p.name, message=units[i].label,
+             metrics={p.main_metric: r.result.score, "epoch": float(r.result.best_epoch),
+                      "cached": float(r.cached)})
+
+    return ledger.get_many(units, force=force, before_training=before, on_done=done)
+
+
+def _units(label: str, aux: tuple[str, ...], seeds: tuple[int, ...],
+           subsets: Mapping[str, np.ndarray] | None = None) -> list[Unit]:
+    return [Unit(aux, s, label + (f" (seed {s})" if len(seeds) > 1 else ""), subsets)
+            for s in seeds]
 
 
 def _trial_reference(ledger: Ledger, aux: tuple[str, ...], seeds: tuple[int, ...],
@@ -291,42 +299,52 @@ def _run_cuts(ledger: Ledger, cuts: Sequence[Cut], p_res: ImportanceResult,
         return taus[r.task]
 
     aux = tuple(r.task for r in a_res)
-    rows: list[FgRow] = []
-    tau_dist: list[TauSummary] = []
+    sels: list[Selection] = []
     for ci, cut in enumerate(cuts):
         emit(progress, Stage.FG_CUT, task=p.name, done=ci, total=len(cuts), message=cut.label)
         skey = selection_key(store, model_id=ledger.ctx.model_id,
                              model_name=ledger.ctx.model_name, primary=p_res, aux=a_res,
                              signal=signal, cut=cut)
-        sel = select(store, skey, cut, a_res, taus_of, force=force, primary=p.name,
-                     model_name=ledger.ctx.model_name)
-        tau_dist = tau_dist or list(sel.taus)
-        t1 = time.perf_counter()
-        rows.append(_cut_row(ledger, cut, sel, aux, seeds, b_runs, force, progress))
-        timings["train_s"] = timings.get("train_s", 0.0) + time.perf_counter() - t1
+        sels.append(select(store, skey, cut, a_res, taus_of, force=force, primary=p.name,
+                           model_name=ledger.ctx.model_name))
+    # every cut x seed is one batch of the ledger (under torchrun: spread over the ranks)
+    plans = [_cut_units(ledger, cut, sel, aux, seeds) for cut, sel in zip(cuts, sels,
+                                                                         strict=True)]
+    t1 = time.perf_counter()
+    flat = _get_all(ledger, [u for _, us in plans for u in us], force, progress)
+    timings["train_s"] = timings.get("train_s", 0.0) + time.perf_counter() - t1
+    rows: list[FgRow] = []
+    at = 0
+    for ci, (cut, sel, (trained_aux, units)) in enumerate(zip(cuts, sels, plans, strict=True)):
+        runs = flat[at:at + len(units)] if units else list(b_runs)
+        at += len(units)
+        rows.append(_cut_row(ledger, cut, sel, trained_aux, seeds, runs, b_runs))
         emit(progress, Stage.FG_CUT, task=p.name, done=ci + 1, total=len(cuts),
              message=cut.label, metrics={p.main_metric: rows[-1].mean, "kept": rows[-1].fraction})
-    return rows, tau_dist
+    return rows, next((list(sel.taus) for sel in sels if sel.taus), [])
 
 
-def _cut_row(ledger: Ledger, cut: Cut, sel: Selection, aux: tuple[str, ...],
-             seeds: tuple[int, ...], b_runs: Sequence[Run], force: bool,
-             progress: ProgressFn | None) -> FgRow:
-    """Step 4 for one cut: train P + the kept instances (or reuse the baseline), score it."""
+def _cut_units(ledger: Ledger, cut: Cut, sel: Selection, aux: tuple[str, ...],
+               seeds: tuple[int, ...]) -> tuple[tuple[str, ...], list[Unit]]:
+    """The runs one cut needs: P + the kept instances per seed (none: it is the baseline)."""
     p = ledger.ctx.primary
     trained_aux = tuple(t for t in aux if sel.kept[t].size)
+    if not trained_aux:
+        return trained_aux, []
     # a task kept whole needs no subset: the run is then the trial's own run of that set
     subsets = {t: sel.kept[t] for t in trained_aux
                if not np.array_equal(sel.kept[t], np.arange(ledger.train_size(t)))}
+    total = {k.task: k.total for k in sel.info}
+    label = (f"{p.name} + " + " + ".join(f"{t} {len(sel.kept[t])}/{total[t]}"
+                                         for t in trained_aux) + f" ({cut.label})")
+    return trained_aux, _units(label, trained_aux, seeds, subsets)
+
+
+def _cut_row(ledger: Ledger, cut: Cut, sel: Selection, trained_aux: tuple[str, ...],
+             seeds: tuple[int, ...], runs: Sequence[Run], b_runs: Sequence[Run]) -> FgRow:
+    """Step 4 for one cut: score P + the kept instances (or the baseline when it keeps none)."""
+    p = ledger.ctx.primary
     alone = not trained_aux
-    if alone:
-        runs = list(b_runs)
-    else:
-        total = {k.task: k.total for k in sel.info}
-        label = (f"{p.name} + " + " + ".join(f"{t} {len(sel.kept[t])}/{total[t]}"
-                                             for t in trained_aux) + f" ({cut.label})")
-        runs = [_get(ledger, trained_aux, s, label, seeds, force, subsets, progress)
-                for s in seeds]
     interval = None if alone else paired_interval(
         p.main_metric, [r.result for r in runs], [r.result for r in b_runs], ledger.run.seed)
     lo, hi = interval if interval is not None else (None, None)
@@ -376,7 +394,7 @@ def _store_result(store: Store, result: FgResult, cuts: Sequence[Cut],
     result = dataclasses.replace(result, key=str(key),
                                  settings={**result.settings, "device": device_name(run)})
     best = result.best
-    with store.lock(key), store.writer(key, info={
+    with summary_writer(store, key, {
             "primary": result.primary, "model_name": result.model_name, "aux": list(result.aux),
             "main_metric": result.main_metric, "baseline": encode(result.baseline.mean),
             "best": None if best is None else best.cut.label,

@@ -10,6 +10,8 @@ instance subsets a digest of the kept index lists themselves. :class:`Ledger` is
 code that builds these keys and the only place where a run is "loaded, or else trained and
 written, under the key's lock"; a run asked for twice in one call is trained once, so a set
 chosen by two selectors, or already trained by ``trial``, costs nothing more.
+Callers ask for batches of runs (:meth:`Ledger.get_many`, :mod:`.ledger_parallel`): with one
+process, each run in turn; under torchrun the batch's pending runs spread over the ranks.
 
 The evaluation plan (:class:`EvalPlan`) says on which examples a run's best epoch is chosen
 (all of ``P``'s dev split, or the selection part of it with ``--holdout-fraction``) and which
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from ..models import ModelRef
     from ..progress import ProgressFn
     from ..tasks.spec import TaskSpec
+    from .ledger_parallel import DoneFn, StartFn, Unit
 
 RUN_KIND = "trial-run"
 SUBSETS_VERSION = 1          # the fg key format of instance subsets (was fg.FG_VERSION)
@@ -156,12 +159,22 @@ def run_key(store: Store, ctx: RunContext, aux: Sequence[str], seed: int,
 # persistence of one run
 
 
-def write_run(store: Store, key: Key, model_name: str, r: MTLResult) -> None:
-    """Store one trained run: its record as JSON, its evaluation predictions as arrays."""
-    info = {"primary": r.primary, "aux": list(r.aux), "seed": r.seed,
-            "model_name": model_name, "main_metric": r.main_metric,
-            "score": to_jsonable(r.score), "best_epoch": r.best_epoch,
-            "seconds": round(r.seconds, 3)}
+def write_run(store: Store, key: Key, model_name: str, r: MTLResult,
+              distributed: Mapping[str, Any] | None = None) -> None:
+    """Store one trained run: its record as JSON, its evaluation predictions as arrays.
+
+    ``distributed``: who trained it under torchrun (rank, world size, backend, ``task`` or
+    ``data`` parallelism, and with DDP every rank's throughput), kept in ``info``.
+    """
+    seen = sum(r.examples_seen.values())
+    info: dict[str, Any] = {
+        "primary": r.primary, "aux": list(r.aux), "seed": r.seed, "model_name": model_name,
+        "main_metric": r.main_metric, "score": to_jsonable(r.score),
+        "best_epoch": r.best_epoch, "seconds": round(r.seconds, 3),
+        "timings": {"train_s": round(r.seconds, 3),
+                    "examples_per_s": round(seen / r.seconds, 3) if r.seconds > 0 else None}}
+    if distributed is not None:
+        info["distributed"] = dict(distributed)
     arrays = ("dev_predictions", "dev_labels", "dev_index", "report_predictions")
     record = to_jsonable({f.name: getattr(r, f.name) for f in dataclasses.fields(r)
                           if f.name not in arrays})
@@ -236,6 +249,9 @@ class Ledger:
     cap: int | None = None            # --max-train-examples: each task's first ``cap`` examples
     trained: int = 0
     _done: dict[str, Run] = field(default_factory=dict, repr=False)
+    _world: Any = field(default=None, repr=False)    # distributed.World, once joined
+    # under torchrun: run key -> who trained it in this call ("parallel", every rank's info)
+    trained_by: dict[str, Any] = field(default_factory=dict, repr=False)
     _sizes: dict[str, int] = field(default_factory=dict, repr=False)
 
     def train_size(self, task: str) -> int:
@@ -276,7 +292,10 @@ class Ledger:
     def get(self, aux: Sequence[str], seed: int, *, label: str, force: bool = False,
             subsets: Mapping[str, np.ndarray] | None = None,
             before_training: Callable[[], None] | None = None) -> Run:
-        """The run of ``P + aux`` with ``seed``: loaded, or trained and stored under the lock."""
+        """The run of ``P + aux`` with ``seed``: loaded, or trained and stored under the lock.
+
+        This process alone: under torchrun, ask through :meth:`get_many` (every rank asking
+        for the same batch), which shares the work between the ranks."""
         key = self.key(aux, seed, subsets)
         done = self._done.get(str(key))
         if done is not None and not (force and done.cached):  # trained in this call: reuse
@@ -295,11 +314,34 @@ class Ledger:
                                seed=seed, eval_split="dev", eval_index=self.plan.select_index,
                                report=self.plan.report, progress=self.progress, label=label,
                                **extra)
-                write_run(self.store, key, self.ctx.model_name, r)
+                world = self._world
+                role = None if world is None or not world.distributed else {
+                    "rank": world.rank, "world_size": world.size, "backend": world.backend,
+                    "parallel": "task"}
+                write_run(self.store, key, self.ctx.model_name, r, distributed=role)
                 self.trained += 1
                 run = Run(r, False, str(key))
         self._done[str(key)] = run
         return run
+
+    def distributed_info(self) -> dict[str, Any]:
+        """For ``--json`` under torchrun: the world, and who trained each run of this call
+        (``parallel`` ``task`` or ``data``; every rank's seconds and examples per second).
+        Empty with one process."""
+        w = self._world
+        if w is None or not w.distributed:
+            return {}
+        return {"world_size": w.size, "backend": w.backend, "runs": dict(self.trained_by)}
+
+    def get_many(self, units: Sequence[Unit], *, force: bool = False,
+                 on_start: StartFn | None = None, on_done: DoneFn | None = None,
+                 before_training: StartFn | None = None) -> list[Run]:
+        """Every unit's run, in order: :meth:`get` for each with one process; under torchrun
+        the pending units spread over the ranks (:func:`ledger_parallel.get_many`)."""
+        from .ledger_parallel import get_many
+
+        return get_many(self, units, force=force, on_start=on_start, on_done=on_done,
+                        before_training=before_training)
 
 
 def open_ledger(store: Store, ref: ModelRef, primary: TaskSpec, specs: Mapping[str, TaskSpec],

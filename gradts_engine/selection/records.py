@@ -163,6 +163,8 @@ class TrialSummary:
     created: str = ""
     notes: tuple[str, ...] = ()
     probes: Mapping[str, str] = field(default_factory=dict)  # task -> probe entry used
+    # under torchrun: world size, backend, and per run trained who trained it, how fast
+    distributed: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return encode(self)  # type: ignore[no-any-return]
@@ -299,6 +301,8 @@ class FgResult:
     created: str = ""
     taus: tuple[TauSummary, ...] = ()   # per auxiliary task: its instance taus
     probes: Mapping[str, str] = field(default_factory=dict)  # task -> probe entry used
+    # under torchrun: world size, backend, and per run trained who trained it, how fast
+    distributed: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def best(self) -> FgRow | None:

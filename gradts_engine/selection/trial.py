@@ -40,6 +40,7 @@ from ..signal import ImportanceSignal
 from ..store import Store, safe_component
 from ..training import device_name
 from .ledger import EvalPlan, Ledger, Run, TrainFn, open_ledger
+from .ledger_parallel import Unit, summary_writer
 from .records import (
     HoldoutReport,
     NoiseVerdict,
@@ -116,17 +117,22 @@ class SetTrainer:
         p = self.ledger.ctx.primary
         self.count += 1
         label = f"{p.name} + " + " + ".join(aux) if aux else f"{p.name} alone"
-        runs = []
-        for seed in self.seeds:
-            run_label = label + (f" (seed {seed})" if len(self.seeds) > 1 else "")
+        units = [Unit(aux, seed, label + (f" (seed {seed})" if len(self.seeds) > 1 else ""))
+                 for seed in self.seeds]
+
+        def start(i: int) -> None:
             emit(self.progress, Stage.TRIAL_START, task=p.name, done=self.count,
-                 total=self.planned, message=run_label, metrics={"seed": float(seed)})
-            r = self.ledger.get(aux, seed, label=run_label, force=self.force)
-            runs.append(r)
+                 total=self.planned, message=units[i].label,
+                 metrics={"seed": float(units[i].seed)})
+
+        def done(i: int, r: Run) -> None:
             emit(self.progress, Stage.TRIAL_RUN, task=p.name, done=self.count,
-                 total=self.planned, message=run_label,
+                 total=self.planned, message=units[i].label,
                  metrics={p.main_metric: r.result.score, "epoch": float(r.result.best_epoch),
                           "cached": float(r.cached)})
+
+        # the seeds of one set are one batch: under torchrun they spread over the ranks
+        runs = self.ledger.get_many(units, force=self.force, on_start=start, on_done=done)
         self.runs[aux] = runs
         rec = record_of(aux, role, self.seeds, runs, list(self.ledger.plan.report))
         emit(self.progress, Stage.TRIAL_DONE, task=p.name, done=self.count, total=self.planned,
@@ -234,7 +240,7 @@ def run_trial(model: str, primary: TaskSpec, candidates: Sequence[TaskSpec], *, 
         measure=str(signal.measure), seeds=seeds, trained=ledger.trained,
         seconds=time.perf_counter() - t_start,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        notes=tuple(notes), probes=choice.keys)
+        notes=tuple(notes), probes=choice.keys, distributed=ledger.distributed_info())
     return _store_summary(store, summary, [c.name for c in cands], run)
 
 
@@ -326,7 +332,7 @@ def _store_summary(store: Store, summary: TrialSummary, candidates: list[str],
         "method": summary.method, "measure": summary.measure})
     summary = dataclasses.replace(summary, key=str(key),
                                   settings={**summary.settings, "device": device_name(run)})
-    with store.lock(key), store.writer(key, info={
+    with summary_writer(store, key, {
             "primary": summary.primary, "model_name": summary.model_name,
             "selected": list(summary.selected), "main_metric": summary.main_metric,
             "baseline": encode(summary.baseline.mean),

@@ -49,6 +49,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
     E.IncompatibleResultsError: 9,
     E.CorruptEntryError: 10,
     E.StoreError: 10,
+    E.MissingDependencyError: 1,   # an optional extra (plot, log) is not installed
     E.GradtsError: 1,
 }
 EXIT_INTERRUPTED = 130

@@ -94,6 +94,21 @@ def write_fg(store: Any, result: Any, figure: Path | None, csv: Path | None) -> 
     return out
 
 
+def write_compare(result: Any, figure: Path | None, csv: Path | None) -> list[Path]:
+    """``gradts compare --figure FILE --csv FILE``: each selector's gain over the primary
+    alone with its interval; the long CSV (one row per selector x seed, and the summaries)."""
+    from gradts_engine.longcsv import compare_csv
+
+    out = _csv(csv, compare_csv, result)
+    if figure is not None:
+        from . import figures
+        from .figures import plots
+
+        out += figures.write_one(lambda: plots.compare_gains(result), figure, "compare",
+                                 "compare").paths
+    return out
+
+
 def report_taus(store: Any, rep: Any) -> dict[str, dict[str, Any]]:
     """Per fg primary of the report, ``{aux task: instance taus (N,)}`` (for the histograms);
     a primary whose probes are gone is left out."""

@@ -98,6 +98,13 @@ class FileFormat(str, Enum):
     JSONL = "jsonl"
 
 
+class Tracker(str, Enum):
+    """``--log``: the experiment trackers (``gradts_engine.training.TRACKERS``)."""
+
+    TENSORBOARD = "tensorboard"
+    WANDB = "wandb"
+
+
 def value(choice: Any) -> Any:
     """A parsed choice as the plain string the config and the engine take (None stays None)."""
     return choice.value if isinstance(choice, Enum) else choice
@@ -164,6 +171,13 @@ MethodOpt = Annotated[Method | None, typer.Option(
     "--method", case_sensitive=False, help="Correlation (default: kendall tau-b).",
     show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+LogOpt = Annotated[Tracker | None, typer.Option(
+    "--log", case_sensitive=False, help="Log training curves (loss and lr per step, dev metrics "
+    "per epoch) to TensorBoard or Weights & Biases, one run per training run (off by default; "
+    "wandb honours WANDB_MODE=offline).", show_default=False)]
+LogDirOpt = Annotated[Path | None, typer.Option(
+    "--log-dir", metavar="DIR", help="Where --log writes (default: ./runs).",
+    show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute even if cached.")]
 NprocOpt = Annotated[int | None, typer.Option(
     "--nproc", min=1, help="Run in N processes on this machine (the same as torchrun "
@@ -248,3 +262,15 @@ def require_model(model: str | None) -> str:
 def split_list(value: str | None) -> list[str]:
     """``"a, b,c"`` -> ``["a", "b", "c"]`` (empty items dropped)."""
     return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def log_to(log: Tracker | None, log_dir: Path | None) -> Any:
+    """The engine's tracking context for ``--log``/``--log-dir`` (a no-op without ``--log``);
+    entering it checks that the tracker's package is installed, before any work."""
+    from gradts_engine.errors import UsageError
+    from gradts_engine.training import tracking
+
+    if log is None and log_dir is not None:
+        raise UsageError("--log-dir is given without --log",
+                         hint="add --log tensorboard (or --log wandb)")
+    return tracking(value(log), log_dir)

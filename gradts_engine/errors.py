@@ -62,6 +62,10 @@ class UnsupportedArchitectureError(ModelError):
     """The model family has no head adapter (DESIGN.md §2)."""
 
 
+class MissingDependencyError(GradtsError):
+    """An optional package that a flag needs is not installed (the hint names the extra)."""
+
+
 class DeviceError(GradtsError):
     """The requested device or precision is not available."""
 

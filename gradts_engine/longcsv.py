@@ -1,12 +1,13 @@
-"""Long-format CSV of GradTS-trial, GradTS-fg and report results (issue 15).
+"""Long-format CSV of GradTS-trial, GradTS-fg, compare and report results (issue 15).
 
 One schema for every stage, as ``gradts corr --csv`` is long: a row per measured number,
 columns :data:`LONG_COLUMNS` = stage, primary, set (the auxiliary set ``a+b`` or the fg cut's
-label), role (baseline | prefix | random | all | verdict | cut | trial set | candidate), task
-(the auxiliary or probed task a row is about), seed (empty for aggregates), quantity (the
-metric's name, ``<metric>_mean``, ``<metric>_std``, ``best_epoch``, ``selected``, ``kept``,
-...), value (NaN and None are empty cells; floats at full precision). A spreadsheet or pandas
-pivots it into any table: ``df.pivot_table(index="set", columns="quantity", values="value")``.
+label), role (baseline | prefix | random | all | verdict | cut | trial set | candidate; in
+``compare`` rows the selector), task (the auxiliary or probed task a row is about), seed (empty
+for aggregates), quantity (the metric's name, ``<metric>_mean``, ``<metric>_std``,
+``best_epoch``, ``selected``, ``kept``, ...), value (NaN and None are empty cells; floats at
+full precision). A spreadsheet or pandas pivots it into any table:
+``df.pivot_table(index="set", columns="quantity", values="value")``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["LONG_COLUMNS", "fg_csv", "report_csv", "trial_csv"]
+__all__ = ["LONG_COLUMNS", "compare_csv", "fg_csv", "report_csv", "trial_csv"]
 
 
 
@@ -96,6 +97,64 @@ def fg_csv(result: Any) -> str:
     return _long_csv(_fg_rows(result))
 
 
+def _compare_rows(res: Any) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    for c in res.primaries:
+        p, metric = c.primary, c.main_metric
+        for rk in c.rankings:
+            rows += [("compare", p, "", rk.selector, "", "", q, x) for q, x in (
+                ("ranking_s", rk.seconds), ("cost_s", rk.cost_s))]
+            for i, order in enumerate(rk.orders):
+                seed = res.seeds[i] if len(rk.orders) > 1 and i < len(res.seeds) else ""
+                rows += [("compare", p, "", rk.selector, t, seed, "rank", n)
+                         for n, t in enumerate(order, start=1)]
+            rows += [("compare", p, "", rk.selector, t, "", "selector_score", x)
+                     for t, x in rk.scores.items()]
+        base = dict(zip(c.baseline.seeds, c.baseline.scores, strict=False))
+        for r in (c.baseline, *([c.all_candidates] if c.all_candidates else []), *c.rows):
+            role = {"primary alone": "baseline", "all candidates": "all"}.get(r.selector,
+                                                                              r.selector)
+            for aux, seed, score in zip(r.sets, r.seeds, r.scores, strict=False):
+                name = "+".join(aux)
+                rows.append(("compare", p, name, role, "", seed, metric, score))
+                if r is not c.baseline and seed in base:
+                    rows.append(("compare", p, name, role, "", seed, "gain",
+                                 float(score) - float(base[seed])))
+            label = "+".join(r.sets[0]) if len(set(r.sets)) == 1 else f"top-{r.k}"
+            agg = [("k", r.k), (f"{metric}_mean", r.mean), (f"{metric}_std", r.std),
+                   ("train_s", r.train_s)]
+            for name, g in (("gain", r.gain), ("vs_random", r.vs_random)):
+                if g is not None:
+                    agg += [(name, g.diff), (f"{name}_low", g.low), (f"{name}_high", g.high),
+                            (f"{name}_separable", int(g.separable))]
+            rows += [("compare", p, label, role, "", "", q, x) for q, x in agg]
+    for s in res.summary:
+        agg = [("k", s.k), ("n_primaries", s.n_primaries), ("mean_gain", s.mean_gain),
+               ("mean_gain_low", s.low), ("mean_gain_high", s.high),
+               *((f"beats_{o}", n) for o, n in s.beats.items())]
+        rows += [("compare", "", f"top-{s.k}", s.selector, "", "", q, x) for q, x in agg]
+    return rows
+
+
+def compare_csv(result: Any) -> str:
+    """A ``gradts compare`` result in long format (:data:`LONG_COLUMNS`), stage ``compare``,
+    role the selector (``baseline`` for the primary alone, ``all`` for all candidates):
+
+    - per selector's ranking (set empty): ``rank`` of each candidate (``task``; with ``seed``
+      where the order depends on it, as for random), ``selector_score`` (the selector's own
+      score of the candidate), ``ranking_s`` and ``cost_s``;
+    - per selector and seed (set = the auxiliary set trained with that seed): the main metric
+      on the scoring split and ``gain`` (minus the primary alone with the same seed);
+    - per selector and k (seed empty; set = the set, or ``top-<k>`` when the seeds drew
+      different sets): ``k``, ``<metric>_mean``, ``<metric>_std``, ``train_s``, ``gain`` with
+      ``gain_low``/``gain_high`` (the paired bootstrap interval) and ``gain_separable`` (1
+      when it excludes 0), the same four for ``vs_random``;
+    - the summary over several primaries (primary empty, set ``top-<k>``): ``k``,
+      ``n_primaries``, ``mean_gain`` with its interval, ``beats_<selector>``.
+    """
+    return _long_csv(_compare_rows(result))
+
+
 def report_csv(report: Any) -> str:
     """A whole report in long format: probes, correlations, trials, fg and costs."""
     rows: list[tuple[Any, ...]] = []
@@ -113,6 +172,8 @@ def report_csv(report: Any) -> str:
         rows += _trial_rows(t)
     for f in report.fg:
         rows += _fg_rows(f)
+    for cmp in report.compare:
+        rows += _compare_rows(cmp)
     for cost in report.costs:
         rows += [("cost", "", cost.stage, "", "", "", q, x) for q, x in (
             ("runs", cost.runs), ("seconds", cost.seconds))]

@@ -315,27 +315,32 @@ class _Run:
         records: list[EpochRecord] = []
         best: _Best | None = None
         best_state: dict[str, Any] | None = None
-        for epoch in range(1, s.epochs + 1):
-            t0 = time.perf_counter()
-            batches = epoch_batches(d, per_epoch, s.batch_size, self.seed, epoch, self.names,
-                                    rng)
-            stats = trainer.epoch(epoch - 1, batches, loss_of)
-            metrics, preds = evaluate(net, primary, d.eval_enc, batch_size=self.eval_bs,
-                                      pad_id=d.pad_id, device=self.device, dtype=self.dtype)
-            score = metrics.get(primary.main_metric, math.nan)
-            last_dev[primary.main_metric] = score
-            if best is None or (math.isfinite(score)
-                                and (not math.isfinite(best[0]) or score > best[0])):
-                best = (score, epoch, metrics, preds)
-                if d.report_sets:
-                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in
-                                  net.state_dict().items()}
-            seen = {t: int(stats.examples.get(t, 0)) for t in d.tasks}
-            train_loss = {t: stats.mean_loss[t] for t in d.tasks if t in stats.mean_loss}
-            records.append(EpochRecord(epoch, train_loss, seen, metrics,
-                                       time.perf_counter() - t0))
-            emit(self.progress, Stage.MTL_EPOCH, task=primary.name, done=epoch,
-                 total=s.epochs, message=self.label,
-                 metrics={**{f"loss_{k}": v for k, v in train_loss.items()}, **metrics})
+        try:
+            for epoch in range(1, s.epochs + 1):
+                t0 = time.perf_counter()
+                batches = epoch_batches(d, per_epoch, s.batch_size, self.seed, epoch, self.names,
+                                        rng)
+                stats = trainer.epoch(epoch - 1, batches, loss_of)
+                metrics, preds = evaluate(net, primary, d.eval_enc, batch_size=self.eval_bs,
+                                          pad_id=d.pad_id, device=self.device, dtype=self.dtype)
+                trainer.log_metrics({f"dev/{k}": v for k, v in metrics.items()
+                                     if isinstance(v, (int, float)) and math.isfinite(v)})
+                score = metrics.get(primary.main_metric, math.nan)
+                last_dev[primary.main_metric] = score
+                if best is None or (math.isfinite(score)
+                                    and (not math.isfinite(best[0]) or score > best[0])):
+                    best = (score, epoch, metrics, preds)
+                    if d.report_sets:
+                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in
+                                      net.state_dict().items()}
+                seen = {t: int(stats.examples.get(t, 0)) for t in d.tasks}
+                train_loss = {t: stats.mean_loss[t] for t in d.tasks if t in stats.mean_loss}
+                records.append(EpochRecord(epoch, train_loss, seen, metrics,
+                                           time.perf_counter() - t0))
+                emit(self.progress, Stage.MTL_EPOCH, task=primary.name, done=epoch,
+                     total=s.epochs, message=self.label,
+                     metrics={**{f"loss_{k}": v for k, v in train_loss.items()}, **metrics})
+        finally:
+            trainer.finish()   # closes the tracker, if any
         assert best is not None
         return records, best, best_state

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,8 +201,15 @@ def compute(ctx: ProbeContext, spec: TaskSpec, encoded: Any, w: Any,
         torch.manual_seed(ctx.run.seed)
         net, layout = build_probe_model(ctx, spec)
         build_s = time.perf_counter() - t0
-        train = fine_tune(ctx, spec, net, layout, encoded, progress)
-        dev = _dev_metrics(ctx, spec, net, progress)
+        got: dict[str, Any] = {}
+
+        def dev_then_log(trainer: Any) -> None:   # the dev metrics, also to the tracker
+            got["dev"] = d = _dev_metrics(ctx, spec, net, progress)
+            trainer.log_metrics({f"dev/{k}": v for k, v in (d or {}).items() if k != "n"
+                                 and isinstance(v, (int, float)) and k != "seconds"})
+
+        train = fine_tune(ctx, spec, net, layout, encoded, progress, on_trained=dev_then_log)
+        dev = got.get("dev")
         imp = after_pass(ctx, spec, net, layout, encoded, w, progress)
     during_raw = train.pop("during_raw")                  # (L, H) float64
     after_raw = imp.pop("after_raw")                      # (L, H) float64
@@ -253,8 +260,12 @@ def after_pass(ctx: ProbeContext, spec: TaskSpec, net: Any, layout: Any, encoded
 
 
 def fine_tune(ctx: ProbeContext, spec: TaskSpec, net: Any, layout: Any, encoded: Any,
-              progress: ProgressFn | None, *, during: bool = True) -> dict[str, Any]:
+              progress: ProgressFn | None, *, during: bool = True,
+              on_trained: Callable[[Any], None] | None = None) -> dict[str, Any]:
     """Fine-tune ``net`` on ``encoded``; returns training metrics and ``during_raw`` (L, H).
+
+    ``on_trained(trainer)`` runs after the last epoch, before the trainer's tracker is closed
+    (the dev evaluation, whose metrics it may log with ``trainer.log_metrics``).
 
     ``during=False`` trains without gates or per-step importance (``during_raw`` stays 0): a
     plain fine-tuning run, e.g. the baseline of ``benchmarks/probe.py``. With
@@ -301,14 +312,19 @@ def fine_tune(ctx: ProbeContext, spec: TaskSpec, net: Any, layout: Any, encoded:
 
     last = None
     try:
-        for epoch in range(probe.epochs):
-            order = data.batches(encoded, probe.batch_size, shuffle=True,
-                                 seed=ctx.run.seed + epoch)
-            last = trainer.epoch(epoch, batches_of(spec.name, order), loss_of)
+        try:
+            for epoch in range(probe.epochs):
+                order = data.batches(encoded, probe.batch_size, shuffle=True,
+                                     seed=ctx.run.seed + epoch)
+                last = trainer.epoch(epoch, batches_of(spec.name, order), loss_of)
+        finally:
+            if hook is not None:
+                hook.remove()
+        seconds = trainer.elapsed()
+        if on_trained is not None:
+            on_trained(trainer)
     finally:
-        if hook is not None:
-            hook.remove()
-    seconds = trainer.elapsed()
+        trainer.finish()
     during_raw = (hook.sum.cpu().numpy() if hook is not None
                   else np.zeros((layout.num_layers, layout.num_heads)))
     final = last.example_loss.get(spec.name, math.nan) if last is not None else math.nan

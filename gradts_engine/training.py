@@ -24,6 +24,14 @@ with the same recipe, defined here once:
   :class:`TrainingError` naming its step; progress events (``Stage.FINE_TUNE`` or
   ``Stage.MTL``) at the same moments; :func:`interrupts.check` before every step.
 
+- **Experiment tracking**, opt-in, through Accelerate's trackers (``Accelerator(log_with=...,
+  project_dir=...)``, ``init_trackers``, ``log``, ``end_training``): inside
+  :func:`tracking` (``gradts <command> --log tensorboard|wandb``) every run logs
+  ``train/loss`` and ``train/lr`` per step (from the same host copy as the finite-loss check:
+  no extra device sync), ``train/epoch_loss/<task>`` per epoch, and what the caller adds with
+  :meth:`Trainer.log_metrics` (the dev metrics per epoch), under the run's label as the
+  tracker's run name. Only the main process logs (Accelerate's rule).
+
 Device placement is done here, not by Accelerate: Accelerate's device is process-global
 (``PartialState``), so one process that trains on the CPU and then on ``cuda:1`` would get the
 first device. ``Accelerator(device_placement=False)``; the model and batches go to the device
@@ -35,13 +43,17 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import interrupts
-from .errors import DeviceError, TrainingError
+from .errors import DeviceError, MissingDependencyError, TrainingError, UsageError
 from .progress import ProgressFn, Stage, emit
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,10 +61,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .config import RunSettings
 
-__all__ = ["CHECK_STEPS", "EMIT_SECONDS", "GRAD_CLIP", "EpochStats", "StepInfo", "TrainPlan",
-           "Trainer", "autocast", "batches_of", "decays", "device_name", "linear_schedule",
-           "make_accelerator", "make_optimizer", "param_groups", "precision_name", "precision_of",
-           "predict", "to_device", "warmup_steps"]
+__all__ = ["CHECK_STEPS", "EMIT_SECONDS", "GRAD_CLIP", "TRACKERS", "EpochStats", "StepInfo",
+           "TrainPlan", "Trainer", "Tracking", "autocast", "batches_of", "check_tracking",
+           "decays", "device_name", "linear_schedule", "make_accelerator", "make_optimizer",
+           "param_groups", "precision_name", "precision_of", "predict", "run_name", "to_device",
+           "tracking", "warmup_steps"]
 
 GRAD_CLIP = 1.0
 EMIT_SECONDS = 0.5     # progress (and the finite-loss check) at most this often ...
@@ -107,6 +120,73 @@ def linear_schedule(total_steps: int, warmup: float) -> Callable[[int], float]:
         return max(0.0, (total_steps - step) / max(1, total_steps - warm))
 
     return factor
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiment tracking (opt-in): Accelerate's trackers
+# ---------------------------------------------------------------------------------------------
+TRACKERS = ("tensorboard", "wandb")
+_TRACKER_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
+TRACKER_HINTS = {"tensorboard": "pip install 'gradts[log]' (or pip install tensorboard)",
+                 "wandb": "pip install wandb (and WANDB_MODE=offline to log without an account)"}
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where training curves go: ``kind`` (tensorboard | wandb) under ``log_dir``."""
+
+    kind: str
+    log_dir: Path
+    project: str = "gradts"      # the wandb project
+
+
+_TRACKING: ContextVar[Tracking | None] = ContextVar("gradts_tracking", default=None)
+
+
+def check_tracking(kind: str, log_dir: str | os.PathLike[str] | None = None) -> Tracking:
+    """A :class:`Tracking` for ``kind``, or one error: an unknown name, or its package missing
+    (checked without importing it, so that an error comes before any work)."""
+    import importlib.util
+
+    from .errors import did_you_mean
+
+    if kind not in TRACKERS:
+        dym = did_you_mean(kind, TRACKERS)
+        raise UsageError(f"unknown tracker {kind!r}" + (f"; {dym}" if dym else ""),
+                         hint=f"--log takes one of {', '.join(TRACKERS)}")
+    for module in _TRACKER_MODULES[kind]:
+        try:
+            if importlib.util.find_spec(module) is not None:
+                break
+        except (ImportError, ValueError):
+            continue
+    else:
+        raise MissingDependencyError(f"--log {kind} needs the {kind} package, which is not "
+                                     "installed", hint=TRACKER_HINTS[kind], package=kind)
+    return Tracking(kind, Path(log_dir if log_dir is not None else "runs").expanduser())
+
+
+@contextlib.contextmanager
+def tracking(kind: str | None, log_dir: str | os.PathLike[str] | None = None
+             ) -> Iterator[Tracking | None]:
+    """Every :class:`Trainer` built inside logs to ``kind`` under ``log_dir`` (``None``: no
+    tracking, the default). The CLI wraps one command's engine call in it."""
+    if kind is None:
+        yield None
+        return
+    t = check_tracking(kind, log_dir)
+    token = _TRACKING.set(t)
+    try:
+        yield t
+    finally:
+        _TRACKING.reset(token)
+
+
+def run_name(label: str) -> str:
+    """A run's label as a tracker run name (also a directory name): ``task 'cola'`` ->
+    ``task-cola``."""
+    name = re.sub(r"[^A-Za-z0-9_.+=-]+", "-", label).strip("-.")
+    return name[:120] or "run"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,14 +256,15 @@ def predict(forward: Callable[[dict[str, Any]], Any], encoded: Any, *, batch_siz
 
 
 def make_accelerator(device: torch.device, dtype: Any, *,
-                     find_unused_parameters: bool = False) -> Any:
+                     find_unused_parameters: bool = False,
+                     track: Tracking | None = None) -> Any:
     """An ``Accelerator`` for ``device`` and the autocast ``dtype`` (device placement is ours).
 
     Accelerate keeps its state per process and refuses a second ``Accelerator`` with another
     precision; a single process (tests, one command probing on the CPU then on a GPU) resets
     that state; a distributed run must keep one device type and precision.
     ``find_unused_parameters``: for DDP when a step leaves parameters unused (multi-task
-    training: the other tasks' heads).
+    training: the other tasks' heads). ``track``: log with that tracker (:func:`tracking`).
     """
     import torch
     from accelerate import Accelerator
@@ -197,6 +278,8 @@ def make_accelerator(device: torch.device, dtype: Any, *,
     kwargs = {"cpu": want == "cpu", "mixed_precision": mixed, "device_placement": False,
               "kwargs_handlers": [DistributedDataParallelKwargs(
                   find_unused_parameters=find_unused_parameters)]}
+    if track is not None:
+        kwargs.update(log_with=track.kind, project_dir=str(track.log_dir))
 
     def fits(acc: Any) -> bool:
         return bool(acc.device.type == want and acc.mixed_precision == mixed)
@@ -234,6 +317,7 @@ class TrainPlan:
     message: str | None = None       # progress message; None: "epoch e/E"
     grad_clip: float = GRAD_CLIP
     some_parameters_unused: bool = False   # a step may not use every parameter (DDP needs it)
+    config: Mapping[str, Any] | None = None   # extra hyperparameters for the tracker
 
 
 @dataclass(frozen=True)
@@ -271,6 +355,8 @@ class Trainer:
     (:func:`distributed.rank_part`) and the *global* batch size, and the epoch's losses are
     averaged over ranks, so :class:`EpochStats` equal one process's. ``on_step``
     is the hook of :class:`StepInfo`; ``extra_metrics()`` adds to every progress event.
+    Inside :func:`tracking`, curves go to the tracker; call :meth:`finish` when done (it
+    closes the tracker; a no-op otherwise).
     """
 
     def __init__(self, model: Any, plan: TrainPlan, *, device: Any, dtype: Any,
@@ -282,8 +368,9 @@ class Trainer:
 
         self.plan, self.device, self.dtype = plan, device, dtype
         self.progress, self.on_step, self.extra_metrics = progress, on_step, extra_metrics
+        self.track = _TRACKING.get()
         self.accelerator = make_accelerator(
-            device, dtype, find_unused_parameters=plan.some_parameters_unused)
+            device, dtype, find_unused_parameters=plan.some_parameters_unused, track=self.track)
         # DDP over all processes (None: whenever there are several); False: this process
         # trains alone (task parallelism: each rank its own unit, distributed.py)
         ddp = self.accelerator.num_processes > 1 if data_parallel is None else data_parallel
@@ -298,10 +385,51 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.step = self.seen = self.current_epoch = 0
         self._pending: list[tuple[int, int, Any]] = []    # (step, epoch, loss) not yet checked
+        self._lrs: list[float] = []                       # the lr of each pending step
         self._recent: list[float] = []
         self._last_emit = -math.inf
         self._emitted = -1
         self._t0 = time.perf_counter()
+        if self.track is not None:
+            self._start_tracker()
+
+    def _start_tracker(self) -> None:
+        track, plan = self.track, self.plan
+        assert track is not None
+        name = run_name(plan.label)
+        config: dict[str, Any] = {"label": plan.label, "task": plan.task or "",
+                                  "stage": str(plan.stage.value), "lr": plan.lr,
+                                  "epochs": plan.epochs, "total_steps": plan.total_steps,
+                                  "weight_decay": plan.weight_decay, "warmup": plan.warmup,
+                                  "grad_clip": plan.grad_clip,
+                                  "precision": precision_of(self.dtype),
+                                  "device": str(self.device)}
+        config.update({k: v for k, v in (plan.config or {}).items()
+                       if isinstance(v, (bool, int, float, str))})
+        init: dict[str, Any] = {}
+        if track.kind == "wandb":   # WANDB_MODE (e.g. offline) is read by wandb itself
+            init = {"wandb": {"name": name, "dir": str(track.log_dir)}}
+        else:                       # a rerun of the same run gets its own directory
+            base, k = name, 2
+            while (track.log_dir / name).exists():
+                name, k = f"{base}-{k}", k + 1
+        track.log_dir.mkdir(parents=True, exist_ok=True)
+        self.accelerator.init_trackers(track.project if track.kind == "wandb" else name,
+                                       config=config, init_kwargs=init)
+
+    def log_metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
+        """Log ``values`` (e.g. the dev metrics of an epoch) at ``step`` (default: the number
+        of steps trained so far) to the tracker, if any."""
+        if self.track is None:
+            return
+        self.accelerator.log({k: float(v) for k, v in values.items()},
+                             step=self.step if step is None else step)
+
+    def finish(self) -> None:
+        """Close the tracker (flush the event files); safe to call more than once."""
+        if self.track is not None:
+            self.track = None
+            self.accelerator.end_training()
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """The mixed-precision context of the forward pass (Accelerate's)."""
@@ -343,10 +471,13 @@ class Trainer:
             dist.all_reduce(stacked)
             stacked = stacked / self.accelerator.num_processes
         values = stacked.cpu().tolist() if stacked is not None else []
-        return EpochStats(
+        stats = EpochStats(
             epoch, {t: values[i] / n_batches[t] for i, t in enumerate(names)},
             {t: values[len(names) + i] / max(examples[t], 1) for i, t in enumerate(names)},
             examples, sum(n_batches.values()), time.perf_counter() - t0)
+        self.log_metrics({"train/epoch": epoch + 1, **{f"train/epoch_loss/{t}": v
+                                                       for t, v in stats.example_loss.items()}})
+        return stats
 
     def _step(self, epoch: int, loss: Any, B: int) -> None:
         """Backward, the hook, clipping, the optimizer and schedule step."""
@@ -357,9 +488,11 @@ class Trainer:
             scale = float(acc.scaler.get_scale()) if acc.scaler is not None else 1.0
             self.on_step(StepInfo(self.step, epoch, B, loss.detach(), scale))
         acc.clip_grad_norm_(self.params, self.plan.grad_clip)
+        lr = self.optimizer.param_groups[0]["lr"]    # the lr this step used (a float)
         self.optimizer.step()
         self.scheduler.step()
         self._pending.append((self.step, epoch, loss.detach()))
+        self._lrs.append(float(lr))
         self.step += 1
         self.seen += B
 
@@ -392,6 +525,7 @@ class Trainer:
         for (step, epoch, _), value in zip(self._pending, values, strict=True):
             if not math.isfinite(value):
                 self._pending.clear()
+                self._lrs.clear()
                 lr = self.plan.lr
                 fp16 = precision_of(self.dtype) == "fp16"
                 raise TrainingError(
@@ -401,9 +535,13 @@ class Trainer:
                     hint=f"lower --lr (e.g. --lr {lr / 10:g})"
                     + (" or use --precision bf16/fp32" if fp16 else ""),
                     task=self.plan.task, step=step + 1, lr=lr)
+        if self.track is not None:
+            for (step, _, _), value, lr in zip(self._pending, values, self._lrs, strict=True):
+                self.accelerator.log({"train/loss": value, "train/lr": lr}, step=step + 1)
         self._recent.extend(values)
         del self._recent[:-_RECENT]
         self._pending.clear()
+        self._lrs.clear()
 
     def elapsed(self) -> float:
         """Seconds since the trainer was built."""

@@ -16,6 +16,7 @@ EXPECTED = {
     E.TaskError: 3, E.DataError: 4, E.OfflineError: 5, E.UnsupportedArchitectureError: 6,
     E.ModelError: 6, E.DeviceError: 7, E.TrainingError: 8, E.MissingResultError: 9,
     E.IncompatibleResultsError: 9, E.CorruptEntryError: 10, E.StoreError: 10, E.GradtsError: 1,
+    E.MissingDependencyError: 1,
 }
 
 

@@ -59,9 +59,21 @@ def test_table_words_json_csv_and_resume(model_dir, fake, capsys, tmp_path) -> N
     (p,) = d["primaries"]
     assert p["primary"] == PRIMARY and [r["selector"] for r in p["rankings"]] == [
         "gradts", "size", "random"]
-    assert main(args(model_dir, "--csv", str(tmp_path / "c.csv"))) == 0
+    assert main(args(model_dir, "--csv", str(tmp_path / "c.csv"),
+                     "--figure", str(tmp_path / "c.svg"))) == 0
+    err = "".join(capsys.readouterr().err.split())
+    assert f"wrote{tmp_path / 'c.csv'}" in err and f"wrote{tmp_path / 'c.svg'}" in err
     lines = (tmp_path / "c.csv").read_text().strip().splitlines()
-    assert lines[0].startswith("primary,selector,k,set,mean") and len(lines) == 1 + 2 + 3
+    assert lines[0] == "stage,primary,set,role,task,seed,quantity,value"
+    # 2 seeds x (alone, all, gradts, size, random) main-metric rows
+    assert sum(ln.split(",")[6] == "accuracy" for ln in lines[1:]) == 2 * 5
+    svg = (tmp_path / "c.svg").read_text()
+    assert "gradts" in svg and "size" in svg and PRIMARY in svg
+
+
+def test_figure_error_comes_before_any_work(model_dir, fake, capsys, tmp_path) -> None:
+    assert main(args(model_dir, "--figure", str(tmp_path / "c.jpg"))) == 2
+    assert "png, .svg or .pdf" in capsys.readouterr().err and fake.calls == []
 
 
 @pytest.mark.parametrize("extra, code, text", [
@@ -92,3 +104,17 @@ def test_report_shows_the_comparison(model_dir, fake, capsys) -> None:
     assert [p["primary"] for p in c["primaries"]] == [PRIMARY]
     assert main(["report", "--model", model_dir, "--primary", PRIMARY]) == 0
     assert "gain vs alone" in capsys.readouterr().out
+
+
+def test_report_figures_and_csv_carry_the_comparison(model_dir, fake, capsys, tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    assert main(args(model_dir, "--k", "1")) == 0
+    out = tmp_path / "figs"
+    assert main(["report", "--model", model_dir, "--primary", PRIMARY, "--figures", str(out),
+                 "--csv", str(tmp_path / "r.csv")]) == 0
+    assert {p.name for p in out.glob(f"compare-{PRIMARY}.*")} == {
+        f"compare-{PRIMARY}.{x}" for x in ("png", "svg", "pdf")}
+    rows = [ln.split(",") for ln in (tmp_path / "r.csv").read_text().splitlines()[1:]]
+    cmp = [r for r in rows if r[0] == "compare"]
+    assert {r[3] for r in cmp} >= {"baseline", "gradts", "size", "random"}
+    assert sum(r[6] == "accuracy" for r in cmp) == 2 * 5      # 2 seeds x 5 sets

@@ -173,6 +173,12 @@ def test_fg_figures_draw_the_sweep_and_the_cuts(setup) -> None:
     hlines = {round(float(ln.get_ydata()[0]), 6) for ln in ax.get_lines()
               if len(ln.get_ydata()) == 2 and ln.get_ydata()[0] == ln.get_ydata()[1]}
     assert round(f.baseline.mean, 6) in hlines and round(f.trial.mean, 6) in hlines
+    from matplotlib.collections import PathCollection
+
+    ends = {tuple(np.round(c.get_offsets()[0], 6)) for c in ax.collections
+            if isinstance(c, PathCollection) and len(c.get_offsets()) == 1}
+    assert (0.0, round(f.baseline.mean, 6)) in ends          # no instance kept: alone
+    assert ((1.0, round(f.trial.mean, 6)) in ends) == (set(f.trial.aux) == set(f.aux))
 
     hist = plots.fg_tau_hist(f, taus[f.primary])
     assert len(hist.axes) == len(f.aux)

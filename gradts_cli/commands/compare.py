@@ -7,12 +7,14 @@ from typing import Annotated
 
 import typer
 
-from .. import output
+from .. import artefacts, output
 from ..options import (
     DeviceOpt,
     EstimatorOpt,
     ForceOpt,
     JsonOpt,
+    LogDirOpt,
+    LogOpt,
     MaxLenOpt,
     MeasureOpt,
     ModelOpt,
@@ -26,6 +28,7 @@ from ..options import (
     TrialLrOpt,
     complete_names,
     complete_task_list,
+    log_to,
     require_model,
     split_list,
     state,
@@ -58,7 +61,7 @@ HELP = (
     "  gradts compare --model bert-base-cased --primary rte --candidates mrpc,qnli,sst2,cola "
     "--selectors gradts,size,random --max-train-examples 1000\n\n"
     "  gradts compare --model ./minilm --all --suite demo --selectors gradts,size,random "
-    "--csv compare.csv\n\n"
+    "--csv compare.csv --figure compare.pdf\n\n"
     "  torchrun --nproc-per-node 8 -m gradts_cli compare --model bert-base-cased --primary rte"
     " --suite glue --seeds 3\n"
 )
@@ -101,10 +104,15 @@ def compare(
     precision: PrecisionOpt = None,
     revision: RevisionOpt = None,
     force: ForceOpt = False,
+    log: LogOpt = None,
+    log_dir: LogDirOpt = None,
     json_: JsonOpt = False,
+    figure: Annotated[Path | None, typer.Option(
+        "--figure", help="Also draw each selector's gain over the primary alone, with its "
+        "interval, to FILE (.png, .svg or .pdf).", metavar="FILE", show_default=False)] = None,
     csv_: Annotated[Path | None, typer.Option(
-        "--csv", help="Also write one row per (primary, selector, k) as CSV to FILE.",
-        metavar="FILE", show_default=False)] = None,
+        "--csv", help="Also write every seed's score and gain, the intervals and the rankings "
+        "as long-format CSV to FILE.", metavar="FILE", show_default=False)] = None,
     nproc: NprocOpt = None,
 ) -> None:
     from gradts_engine.errors import UsageError
@@ -117,6 +125,7 @@ def compare(
         ks = [int(x) for x in split_list(k)]
     except ValueError:
         raise UsageError(f"--k takes whole numbers, not {k!r}", hint="e.g. --k 1,2") from None
+    artefacts.check_figure(figure)
     st = state(ctx)
     cfg = st.config(
         run={"model": model, "revision": revision, "device": device, "precision": value(precision),
@@ -142,7 +151,7 @@ def compare(
     from gradts_engine.selection.compare import run_compare
     from gradts_engine.signal import ImportanceSignal
 
-    with views.progress(",".join(p.name for p in prims)) as on_event:
+    with log_to(log, log_dir), views.progress(",".join(p.name for p in prims)) as on_event:
         result = run_compare(model_id, prims, cands, store=st.store(), run=cfg.run,
                              trial=cfg.trial, signal=ImportanceSignal.parse(
                                  cfg.probe.measure, cfg.corr.estimator, cfg.corr.method),
@@ -151,14 +160,10 @@ def compare(
                              holdout_fraction=holdout_fraction, force=force, progress=on_event)
     if not launch.is_main():
         return  # rank 0 renders and writes the files
-    if csv_ is not None:
-        from gradts_engine.store import atomic_write_text
-
-        atomic_write_text(csv_, result.to_csv(), what="--csv")
+    for path in artefacts.write_compare(result, figure, csv_):
+        output.success(f"wrote {path}")
     if json_:
         output.print_json(result.to_json())
         return
     output.show(*views.renderables(result))
     output.info(views.footer(result))
-    if csv_ is not None:
-        output.success(f"wrote {csv_}")

@@ -13,6 +13,8 @@ from ..options import (
     EstimatorOpt,
     ForceOpt,
     JsonOpt,
+    LogDirOpt,
+    LogOpt,
     MaxLenOpt,
     MeasureOpt,
     MethodOpt,
@@ -26,6 +28,7 @@ from ..options import (
     TrialEpochsOpt,
     TrialLrOpt,
     complete_task_list,
+    log_to,
     require_model,
     split_list,
     state,
@@ -117,6 +120,8 @@ def fg(
     csv: Annotated[Path | None, typer.Option(
         "--csv", help="Also write every cut's scores and kept counts as long-format CSV to "
         "FILE.", metavar="FILE", show_default=False)] = None,
+    log: LogOpt = None,
+    log_dir: LogDirOpt = None,
     json_: JsonOpt = False,
     nproc: NprocOpt = None,
 ) -> None:
@@ -158,7 +163,7 @@ def fg(
     from gradts_engine.selection.fg import run_fg
     from gradts_engine.signal import ImportanceSignal
 
-    with views.progress(p.name, p.main_metric) as on_event:
+    with log_to(log, log_dir), views.progress(p.name, p.main_metric) as on_event:
         result = run_fg(model_id, p, aux_specs, store=st.store(), run=cfg.run,
                         trial_settings=cfg.trial, cuts=make_cuts(thresholds, fractions, cfg.fg),
                         signal=ImportanceSignal.parse(cfg.probe.measure, cfg.corr.estimator,

@@ -13,6 +13,8 @@ from ..options import (
     DeviceOpt,
     ForceOpt,
     JsonOpt,
+    LogDirOpt,
+    LogOpt,
     MaxLenOpt,
     MeasureOpt,
     ModelOpt,
@@ -26,6 +28,7 @@ from ..options import (
     SuiteOpt,
     TaskOpt,
     TasksOpt,
+    log_to,
     require_model,
     state,
     task_names,
@@ -61,6 +64,8 @@ at once (--force recomputes); an interrupted run resumes with the tasks not yet 
 
   gradts probe --model roberta-base --suite demo --measure qkv --device cuda --precision bf16
 
+  gradts probe --model minilm --suite demo --log tensorboard --log-dir runs
+
   torchrun --nproc-per-node 8 -m gradts_cli probe --model bert-base-cased --suite glue
 """
 
@@ -93,6 +98,8 @@ def probe(
         "--estimator", case_sensitive=False,
         help="Which task matrix the heatmaps show (both are stored).")] = Estimator.DURING,
     force: ForceOpt = False,
+    log: LogOpt = None,
+    log_dir: LogDirOpt = None,
     json_: JsonOpt = False,
     nproc: NprocOpt = None,
 ) -> None:
@@ -123,7 +130,7 @@ def probe(
     from gradts_engine.probe import probe_tasks
 
     store = st.store()
-    with views.progress(len(specs)) as on_event:
+    with log_to(log, log_dir), views.progress(len(specs)) as on_event:
         result = probe_tasks(model_id, specs, store=store, run=cfg.run, probe=cfg.probe,
                              force=force, progress=on_event)
     if not launch.is_main():

@@ -14,6 +14,8 @@ from ..options import (
     EstimatorOpt,
     ForceOpt,
     JsonOpt,
+    LogDirOpt,
+    LogOpt,
     MaxLenOpt,
     MeasureOpt,
     ModelOpt,
@@ -27,6 +29,7 @@ from ..options import (
     TrialEpochsOpt,
     TrialLrOpt,
     complete_task_list,
+    log_to,
     require_model,
     split_list,
     state,
@@ -123,6 +126,8 @@ def trial(
     csv: Annotated[Path | None, typer.Option(
         "--csv", help="Also write every seed's score as long-format CSV to FILE.",
         metavar="FILE", show_default=False)] = None,
+    log: LogOpt = None,
+    log_dir: LogDirOpt = None,
     json_: JsonOpt = False,
     nproc: NprocOpt = None,
 ) -> None:
@@ -162,7 +167,7 @@ def trial(
     from gradts_engine.signal import ImportanceSignal
 
     store = st.store()
-    with views.progress(p.name, p.main_metric) as on_event:
+    with log_to(log, log_dir), views.progress(p.name, p.main_metric) as on_event:
         result = run_trial(model_id, p, cands, store=store, run=cfg.run, trial=cfg.trial,
                            signal=ImportanceSignal.parse(cfg.probe.measure, cfg.corr.estimator,
                                                          cfg.corr.method), compare=tuple(comp),

@@ -1,14 +1,15 @@
 """Figures of GradTS results for papers: PNG at print resolution, SVG and PDF (issue 15).
 
 Each figure is drawn from the engine's public result objects (the ``ImportanceResult``
-matrices, ``CorrResult``, ``TrialSummary``, ``FgResult`` and ``Report``) by a builder in
-:mod:`gradts_cli.figures.plots`; this module saves them. matplotlib is an optional dependency
-(the ``plot`` extra) and is imported only inside these functions: importing ``gradts_cli``
-never imports it, and without it a figure request is one error naming
+matrices, ``CorrResult``, ``TrialSummary``, ``FgResult``, ``CompareResult`` and ``Report``) by
+a builder in :mod:`gradts_cli.figures.plots`; this module saves them. matplotlib is an optional
+dependency (the ``plot`` extra) and is imported only inside these functions: importing
+``gradts_cli`` never imports it, and without it a figure request is one error naming
 ``pip install 'gradts[plot]'``.
 
 File names are deterministic (:data:`FIGURE_NAMES`): ``importance``, ``corr``,
-``candidates-<primary>``, ``trial-<primary>``, ``fg-<primary>``, ``fg-taus-<primary>``, each
+``candidates-<primary>``, ``trial-<primary>``, ``fg-<primary>``, ``fg-taus-<primary>``,
+``compare-<primaries>`` (``a+b`` for a comparison over several primaries), each
 as ``.png`` (300 dpi), ``.svg`` (text kept as text, so task names are searchable) and ``.pdf``
 (TrueType fonts embedded). Every file is written atomically (a temporary file renamed into
 place). Sizes are one column of a two-column paper (3.4 in wide) or the full text width
@@ -24,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gradts_engine.errors import GradtsError, UsageError
+from gradts_engine.errors import MissingDependencyError, UsageError
 
 if TYPE_CHECKING:
     from gradts_engine.report import Report
@@ -33,13 +34,13 @@ PLOT_HINT = "pip install 'gradts[plot]'"
 FORMATS = ("png", "svg", "pdf")
 DPI = 300
 FIGURE_NAMES = ("importance", "corr", "candidates-<primary>", "trial-<primary>",
-                "fg-<primary>", "fg-taus-<primary>")
+                "fg-<primary>", "fg-taus-<primary>", "compare-<primaries>")
 
 __all__ = ["DPI", "FORMATS", "PLOT_HINT", "FigureFile", "require_matplotlib", "save_figure",
            "write_report_figures", "write_one"]
 
 
-class PlotUnavailableError(GradtsError):
+class PlotUnavailableError(MissingDependencyError):
     """matplotlib (the ``plot`` extra) is not installed."""
 
 
@@ -141,6 +142,11 @@ def _plan(report: Report, taus: Mapping[str, Mapping[str, Any]] | None) -> list[
             out.append(_Planned(f"fg-taus-{f.primary}",
                                 f"Instance taus of the auxiliary tasks of {f.primary}",
                                 partial(plots.fg_tau_hist, f, got)))
+    for c in report.compare:
+        names = "+".join(p.primary for p in c.primaries)
+        if any(plots.compare_rows(p) for p in c.primaries):
+            out.append(_Planned(f"compare-{names}", f"Selectors compared for {names}",
+                                partial(plots.compare_gains, c)))
     return out
 
 

@@ -15,6 +15,10 @@ What each draws (issue 15; DESIGN.md §1-2 for the quantities):
 - :func:`fg_sweep`: score against the fraction of auxiliary instances kept, with the baseline
   and the trial's set as reference lines.
 - :func:`fg_tau_hist`: the distribution of instance taus per auxiliary task with each cut drawn.
+- :func:`compare_gains`: per primary of ``gradts compare``, each selector's gain over the
+  primary alone with its paired bootstrap interval, best first, the seeds' own gains as dots,
+  the zero line; filled markers are gains whose interval excludes 0; k in the title; one
+  colour-blind-safe (Okabe-Ito) colour per selector.
 
 matplotlib is imported inside each function (this module is imported only when a figure is
 requested).
@@ -301,13 +305,14 @@ def trial_scores(t: TrialSummary) -> Any:
         fig.legend(loc="outside lower center", frameon=False)
     ax.set_yticks(y)
     ax.set_yticklabels([_set_label(t.primary, r.aux, r.role) for r in recs])
+    ax.set_ylim(-0.65, n - 0.5)            # room for the interval bar below the last set
     seeds = len(t.seeds)
     ax.set_xlabel(f"{t.primary} dev {t.main_metric}\n(best epoch; "
                   f"{seeds} seed{'s' if seeds != 1 else ''}"
                   + (", mean ± 1 s.d." if seeds > 1 else "") + ")")
     verdict = "within noise" if v.within_noise else "beyond noise"
     fig.suptitle(_wrap(f"GradTS-trial for {t.primary}: selected "
-                       f"{' + '.join(t.selected) or 'none'} ({verdict})", 60))
+                       f"{' + '.join(t.selected) or 'none'} ({verdict})", 48))
     return fig
 
 
@@ -327,12 +332,18 @@ def fg_sweep(f: FgResult) -> Any:
     ax.errorbar(x, m, yerr=np.nan_to_num(s), fmt="-o", color=BLUE, ms=3.5, capsize=2,
                 label="GradTS-fg" + (" (±1 s.d.)" if len(f.seeds) > 1 else ""))
     for xi, mi, r in zip(x, m, rows, strict=True):
-        ax.annotate(r.cut.label, (xi, mi), textcoords="offset points", xytext=(4, -8),
-                    ha="left", fontsize=BASE_PT - 2)
+        ax.annotate(r.cut.label, (xi, mi), textcoords="offset points", xytext=(4, 4),
+                    ha="left", va="bottom", fontsize=BASE_PT - 2)
     ax.axhline(f.baseline.mean, color=GREY, ls="--", lw=0.8, label=f"{f.primary} alone")
+    # the sweep's two ends: no auxiliary instance (the primary alone) and all of them (the
+    # trial's set, when it is fg's auxiliary set)
+    ax.scatter([0.0], [f.baseline.mean], s=14, color=GREY, zorder=3)
     if f.trial is not None and _finite(f.trial.mean):
         ax.axhline(f.trial.mean, color=ORANGE, ls=":", lw=1.0,
                    label="trial set: " + (" + ".join(f.trial.aux) or "none"))
+        if set(f.trial.aux) == set(f.aux):
+            ax.scatter([1.0], [f.trial.mean], s=14, color=ORANGE, zorder=3)
+    ax.margins(y=0.15)
     ax.set_xlim(-0.03, 1.03)
     ax.set_xlabel(_wrap("fraction of auxiliary instances kept (" + ", ".join(f.aux) + ")"))
     ax.set_ylabel(f"dev {f.main_metric}")
@@ -370,8 +381,104 @@ def fg_tau_hist(f: FgResult, taus: Mapping[str, Any], bins: int = 30) -> Any:
         ax.set_xlim(lo, hi)
         ax.set_ylabel("instances")
         ax.set_title(f"{name}: {t.size} instances", pad=2, loc="left")
-        ax.legend(loc="upper left", frameon=False)
+        ax.margins(y=0.25)                  # room for the legend above the bars
+        ax.legend(loc="upper left", frameon=False, borderaxespad=0.2)
         if k == n - 1:
             ax.set_xlabel(f"{_method_name(f.method)} between vec(R_i) and vec(I_{f.primary})")
     fig.suptitle(f"Instance taus against {f.primary}")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# gradts compare
+
+# Okabe & Ito's colour-blind-safe palette, one colour per selector (fixed, so a selector keeps
+# its colour across figures); "all candidates" is grey.
+OKABE_ITO = {"gradts": "#D55E00", "size": "#0072B2", "random": "#999999", "embed": "#009E73",
+             "tag": "#CC79A7", "grad-cos": "#E69F00", "all candidates": "#000000"}
+_MORE = ("#56B4E9", "#F0E442")
+
+
+def selector_colour(name: str) -> str:
+    """The selector's colour (Okabe-Ito); unknown selectors get the palette's spare colours."""
+    return OKABE_ITO.get(name, _MORE[sum(map(ord, name)) % len(_MORE)])
+
+
+def compare_rows(c: Any) -> list[Any]:
+    """The rows of one primary's comparison that have a gain over the primary alone, best
+    gain first (ties by selector name, then k): the order :func:`compare_gains` draws."""
+    rows = [r for r in (*([c.all_candidates] if c.all_candidates else []), *c.rows)
+            if r.gain is not None and _finite(r.gain.diff)]
+    return sorted(rows, key=lambda r: (-float(r.gain.diff), r.selector, r.k))
+
+
+def seed_gains(row: Any, baseline: Any) -> list[float]:
+    """Per seed, the row's score minus the primary alone's score with the same seed."""
+    base = dict(zip(baseline.seeds, baseline.scores, strict=False))
+    return [float(s) - float(base[seed]) for seed, s in zip(row.seeds, row.scores, strict=False)
+            if seed in base and _finite(s) and _finite(base[seed])]
+
+
+def _compare_label(r: Any, several_k: bool) -> str:
+    """``selector (k=..)`` on the first line, the set (wrapped) below it."""
+    if r.selector == "all candidates":
+        return f"all candidates\n({len(r.sets[0]) if r.sets else 0} tasks)"
+    name = f"{r.selector} (k={r.k})" if several_k else r.selector
+    sets = list(dict.fromkeys(" + ".join(s) for s in r.sets))
+    what = sets[0] if len(sets) == 1 else f"{len(sets)} seeded draws"
+    return f"{name}\n{_wrap(what, 26)}"
+
+
+@_styled
+def compare_gains(res: Any) -> Any:
+    """Per primary, each selector's gain over the primary alone (mean over seeds) with its
+    paired bootstrap interval, best first; the seeds' own gains as dots; the zero line. A
+    filled marker is a gain whose interval excludes 0, a hollow one is within the noise."""
+    comps = list(res.primaries)
+    ks = sorted(set(res.ks))
+    several_k = len(ks) > 1
+    per = [compare_rows(c) for c in comps]
+    labels = [[_compare_label(r, several_k) for r in rows] for rows in per]
+    # each row as tall as its label (lines), so two-line labels never touch
+    steps = [[0.45 * max(2, lab.count("\n") + 1) for lab in labs] for labs in labels]
+    heights = [0.75 + 0.155 * sum(st) / 0.45 for st in steps]
+    fig = _figure(COLUMN_W, 0.8 + sum(heights))
+    axes = fig.subplots(len(comps), 1, squeeze=False,
+                        gridspec_kw={"height_ratios": heights})[:, 0]
+    level = int(round(100 * res.level))
+    for ax, c, rows, labs, st in zip(axes, comps, per, labels, steps, strict=True):
+        edges = np.concatenate([[0.0], np.cumsum(st)])
+        y = (edges.max() - (edges[:-1] + edges[1:]) / 2.0)   # top row first
+        for yi, r in zip(y, rows, strict=True):
+            g, colour = r.gain, selector_colour(r.selector)
+            if g.low is not None and g.high is not None:
+                ax.plot([g.low, g.high], [yi, yi], color=colour, lw=1.6,
+                        solid_capstyle="butt", zorder=2)
+            dots = seed_gains(r, c.baseline)
+            ax.scatter(dots, [yi + 0.2] * len(dots), s=5, color=colour, alpha=0.6, lw=0,
+                       zorder=2)
+            ax.scatter([g.diff], [yi], s=24, marker="o", zorder=3, linewidths=1.0,
+                       facecolors=colour if g.separable else "white", edgecolors=colour)
+        ax.axvline(0.0, color="black", lw=0.6, zorder=1)
+        ax.set_yticks(y)
+        ax.set_yticklabels(labs)
+        ax.set_ylim(0.0, float(edges.max()))
+        ax.tick_params(axis="y", length=0)
+        base = c.baseline
+        ax.set_title(_wrap(f"{c.primary} alone: {base.mean:.3f} {c.main_metric} on "
+                           f"{c.scored_on_text}", 44), pad=3, loc="right")
+        ax.set_xlabel(_wrap(f"gain in {c.main_metric} over {c.primary} alone", 44), loc="right")
+    seeds = len(res.seeds)
+    fig.suptitle(_wrap(f"Top-k sets of each selector, k = {', '.join(map(str, ks))}; "
+                       f"{seeds} seed{'s' if seeds != 1 else ''}", 52))
+    from matplotlib.lines import Line2D
+
+    ink = "#555555"
+    handles = [Line2D([], [], color=ink, marker="o", ls="-", lw=1.6, ms=4.5,
+                      label=f"mean gain over seeds, {level}% paired bootstrap interval"),
+               Line2D([], [], color=ink, marker="o", ls="none", ms=4.5, mfc="white",
+                      label="within the noise (the interval includes 0)"),
+               Line2D([], [], color=ink, marker="o", ls="none", ms=2.5, alpha=0.6,
+                      label="one seed's gain (same seed alone)")]
+    fig.legend(handles=handles, loc="outside lower center", frameon=False, ncols=1)
     return fig

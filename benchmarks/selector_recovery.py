@@ -11,8 +11,8 @@ probes themselves, shared by every primary); ``embed`` is one forward pass per t
 Needs the probes of the demo suite in ``--home`` for the ``gradts`` selector (made by
 ``gradts --home DIR demo --skip-trial``, seed 0 by default); other seeds of ``gradts`` need
 probes with that ``--seed`` (``gradts --home DIR demo --seed N --skip-trial``); each seed's
-``gradts`` ranking reads only that seed's probes (:class:`SeedStore`). ``size`` is at chance by design (every demo task has the same
-size: ties are broken by name).
+``gradts`` ranking reads only that seed's probes (:class:`SeedStore`). ``size`` is at chance
+by design (every demo task has the same size: ties are broken by name).
 
     python benchmarks/selector_recovery.py --home DIR [--seeds 0,1,2]
         [--selectors gradts,size,random,embed,tag,grad-cos] [--max-train-examples N]

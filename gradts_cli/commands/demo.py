@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
 
 HELP = """Run the whole pipeline on the built-in demo suite, offline: data -> probe (8 tasks)
--> corr -> trial -> fg -> report; about 5 minutes on two CPU cores from an empty store.
+-> corr -> trial -> fg -> report; about 2 minutes on two CPU cores from an empty store.
 
 The demo suite has four families of two sibling tasks (negation, agreement, pair matching,
 topic) that need the same skill but share no content words: each task's sibling should be its

@@ -118,3 +118,44 @@ def test_report_figures_and_csv_carry_the_comparison(model_dir, fake, capsys, tm
     cmp = [r for r in rows if r[0] == "compare"]
     assert {r[3] for r in cmp} >= {"baseline", "gradts", "size", "random"}
     assert sum(r[6] == "accuracy" for r in cmp) == 2 * 5      # 2 seeds x 5 sets
+
+
+def test_comparison_table_keeps_every_selector_and_set_readable_at_80_columns():
+    """Piped output is 80 columns: the table must not squeeze its selector and set columns to
+    nothing (it did: Rich kept the no-wrap numbers whole and gave the text columns 0 width)."""
+    from types import SimpleNamespace as N
+
+    from rich.console import Console
+
+    from gradts_cli.views.compare import comparison
+
+    def gain(d, lo, hi, sep):
+        return N(diff=d, low=lo, high=hi, separable=sep)
+
+    def row(sel, k, label, g, vr):
+        return N(selector=sel, k=k, label=label, mean=0.5, std=0.02, gain=g, vs_random=vr,
+                 train_s=300.0)
+
+    c = N(primary="my_rte", main_metric="accuracy", scored_on_text="the held-out dev",
+          baseline=row("primary alone", 0, "my_rte alone", None, None),
+          all_candidates=row("all candidates", 4, "my_rte + my_qnli + my_mrpc + my_cola + "
+                             "my_sst2", gain(0.04, -0.01, 0.09, False), None),
+          rows=[row("gradts", 1, "my_rte + my_qnli", gain(0.065, 0.01, 0.13, True),
+                    gain(0.07, -0.01, 0.15, False)),
+                row("embed", 1, "my_rte + my_mrpc", gain(0.0, -0.05, 0.04, False),
+                    gain(0.0, -0.01, 0.01, False))])
+
+    def render(width: int) -> str:
+        con = Console(width=width, force_terminal=False, record=True)
+        con.print(comparison(c, 3))
+        return con.export_text()
+
+    narrow, wide = render(80), render(160)
+    for text in (narrow, wide):
+        flat = " ".join(text.replace("│", " ").split())
+        for name in ("primary alone", "all candidates", "gradts", "embed", "my_rte + my_qnli",
+                     "my_rte + my_mrpc", "+0.0650", "+0.01 … +0.13", "+0.0700"):
+            assert name in flat, (name, text)
+        assert max(map(len, text.splitlines())) <= len(text.splitlines()[0])
+    assert "90% interval" in wide and "selector, set" not in wide        # one column per field
+    assert "selector, set" in narrow and all(len(ln) <= 80 for ln in narrow.splitlines())

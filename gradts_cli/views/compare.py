@@ -14,7 +14,18 @@ from gradts_engine.progress import Stage
 
 from .. import output
 from . import progress as live
-from .widgets import DASH, corr_cell, delta, dim, duration, interval, plural, score, table
+from .widgets import (
+    DASH,
+    Fit,
+    corr_cell,
+    delta,
+    dim,
+    duration,
+    interval,
+    plural,
+    score,
+    table,
+)
 
 
 def _gain(g: Any) -> list[Any]:
@@ -39,18 +50,33 @@ def rankings(c: Any) -> list[RenderableType]:
 
 
 def comparison(c: Any, n_seeds: int) -> RenderableType:
-    rows = []
-    for r in [c.baseline, *([c.all_candidates] if c.all_candidates else []), *c.rows]:
-        rows.append([r.selector, str(r.k) if r.selector not in ("primary alone",) else DASH,
-                     r.label, score(r.mean, r.std, n_seeds), *_gain(r.gain),
-                     *_gain(r.vs_random)[:1], duration(r.train_s)])
-    return table(
-        f"{c.primary}: {c.main_metric} on {c.scored_on_text}, mean over {plural(n_seeds, 'seed')}",
-        ["selector", ("k", "right"), ("set", "left"), ("score", "right"),
-         ("gain vs alone", "right"), ("90% interval", "right"), ("vs random", "right"),
-         ("train", "right")], rows,
-        caption="dim gains and ~: within the noise (the paired bootstrap interval over "
-                "evaluation examples and seeds includes 0)")
+    """The comparison table: one column per field where the width allows, else a compact
+    table (selector over its set, the gain over its 90% interval) that fits 80 columns."""
+    sets = [c.baseline, *([c.all_candidates] if c.all_candidates else []), *c.rows]
+    title = (f"{c.primary}: {c.main_metric} on {c.scored_on_text}, mean over "
+             f"{plural(n_seeds, 'seed')}")
+    caption = ("dim gains and ~: within the noise (the paired bootstrap interval over "
+               "evaluation examples and seeds includes 0)")
+    wide = table(title, ["selector", ("k", "right"), ("set", "left"), ("score", "right"),
+                         ("gain vs alone", "right"), ("90% interval", "right"),
+                         ("vs random", "right"), ("train", "right")],
+                 [[r.selector, _k(r), r.label, score(r.mean, r.std, n_seeds), *_gain(r.gain),
+                   *_gain(r.vs_random)[:1], duration(r.train_s)] for r in sets],
+                 caption=caption)
+    compact = table(title, [("selector, set", "left"), ("score", "right"),
+                            ("gain vs alone", "right"), ("vs random", "right"),
+                            ("train", "right")],
+                    [[Text(r.selector + ("" if _k(r) == DASH else f" k={_k(r)}"), style="bold")
+                      + Text(f"\n{r.label}"),
+                      score(r.mean, r.std, n_seeds), Text("\n").join(
+                          x if isinstance(x, Text) else Text(x) for x in _gain(r.gain)),
+                      _gain(r.vs_random)[0], duration(r.train_s)] for r in sets],
+                    caption=caption)
+    return Fit(wide, compact)
+
+
+def _k(r: Any) -> str:
+    return DASH if r.selector == "primary alone" else str(r.k)
 
 
 def summary(res: Any) -> RenderableType:

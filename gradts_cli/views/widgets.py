@@ -58,6 +58,37 @@ def table(title: str | None, columns: Sequence[ColSpec], rows: Sequence[Sequence
     return t
 
 
+class Fit:
+    """The first of ``layouts`` that fits the width it is given (the last one otherwise): a
+    wide table on a wide terminal, a compact one at 80 columns, where Rich would squeeze a
+    wide table's wrapping text columns to nothing to keep its no-wrap numbers whole."""
+
+    def __init__(self, *layouts: RenderableType) -> None:
+        self.layouts = layouts
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        for layout in self.layouts[:-1]:
+            if needed_width(console, options, layout) <= options.max_width:
+                yield layout
+                return
+        yield self.layouts[-1]
+
+
+def needed_width(console: Any, options: Any, renderable: RenderableType) -> int:
+    """The width ``renderable`` needs: for a table, its no-wrap columns whole and its wrapping
+    ones at their longest word (Rich's own minimum counts words in no-wrap columns too)."""
+    from rich.measure import Measurement
+
+    wide = options.update_width(10_000)
+    if not isinstance(renderable, Table):
+        return Measurement.get(console, wide, renderable).minimum
+    total = renderable._extra_width
+    for column in renderable.columns:
+        m = renderable._measure_column(console, wide, column)
+        total += m.maximum if column.no_wrap else m.minimum
+    return total
+
+
 def dim(text: str) -> Text:
     return Text(text, style="dim")
 

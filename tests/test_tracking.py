@@ -16,6 +16,7 @@ torch.set_num_threads(1)
 
 from gradts_cli.app import main  # noqa: E402
 from gradts_engine import models, training  # noqa: E402
+from gradts_engine import tracking as tracking_mod  # noqa: E402
 from gradts_engine.tasks import demo  # noqa: E402
 
 FAST = ["--epochs", "2", "--batch-size", "16", "--max-length", "64",
@@ -102,14 +103,14 @@ def test_multi_task_run_logs_dev_metrics_per_epoch(tiny, tmp_path) -> None:
         [e.dev_metrics["accuracy"] for e in r.epochs])
     for task in ("neg_movie", "match_city"):
         assert len(got[f"train/epoch_loss/{task}"]) == 2
-    assert training._TRACKING.get() is None            # the context is left behind cleanly
+    assert tracking_mod.current() is None            # the context is left behind cleanly
 
 
 def test_nothing_is_logged_by_default(tiny, tmp_path, capsys) -> None:
     code = main(["--home", str(tmp_path / "home"), "probe", "--model", tiny, "--task",
                  "neg_movie", *FAST])
     assert code == 0, capsys.readouterr().err
-    assert not (tmp_path / "runs").exists() and training._TRACKING.get() is None
+    assert not (tmp_path / "runs").exists() and tracking_mod.current() is None
 
 
 @pytest.mark.parametrize("kind, modules, hint", [

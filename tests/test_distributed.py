@@ -588,6 +588,21 @@ def test_fg_under_torchrun_equals_one_process(tiny_nodrop, probed, tmp_path):
     assert who.pop("alone")["parallel"] == "data"
     assert {d["parallel"] for d in who.values()} == {"task"}
     assert sorted(d["rank"] for d in who.values()) == [0, 1]
+    # --force: rank 0 recomputes each selection, the other rank reads it; the same kept sets
+    r3 = torchrun("-m", "gradts_cli", "--home", two, *args, "--force")
+    assert r3.returncode == 0, _why(r3)
+    from gradts_engine.selection.cuts import SELECTION_KIND, load_selection
+    from gradts_engine.store import Store
+
+    def kept(home: Path) -> dict[str, dict[str, list[int]]]:
+        store = Store(home)
+        return {e.key_path.split("/")[-2]: {t: v.tolist() for t, v in
+                                            load_selection(store, e).items()}
+                for e in store.entries(SELECTION_KIND)}
+
+    assert kept(two) == kept(one) and len(kept(one)) == 3
+    c = json.loads(r3.stdout)
+    assert [r["scores"] for r in c["rows"]] == [r["scores"] for r in b["rows"]]
 
 
 FLAKY = textwrap.dedent("""

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import distributed
 from ..errors import ConfigError, MissingResultError
 from ..mtl import MTLSettings
 from ..progress import NoteKind, Stage, emit
@@ -39,7 +40,7 @@ from ..store import Store, safe_component
 from ..training import device_name
 from .cuts import FG_VERSION, Selection, instance_taus, select, selection_key
 from .ledger import EvalPlan, Ledger, Run, TrainFn, open_ledger
-from .ledger_parallel import Unit, summary_writer
+from .ledger_parallel import Unit, summary_writer, world_of
 from .records import Cut, FgResult, FgRow, Reference, TauSummary, TrialSummary, decode, encode
 from .stats import mean_metrics, paired_interval, seed_mean, seed_std
 
@@ -299,14 +300,25 @@ def _run_cuts(ledger: Ledger, cuts: Sequence[Cut], p_res: ImportanceResult,
         return taus[r.task]
 
     aux = tuple(r.task for r in a_res)
-    sels: list[Selection] = []
-    for ci, cut in enumerate(cuts):
-        emit(progress, Stage.FG_CUT, task=p.name, done=ci, total=len(cuts), message=cut.label)
-        skey = selection_key(store, model_id=ledger.ctx.model_id,
-                             model_name=ledger.ctx.model_name, primary=p_res, aux=a_res,
-                             signal=signal, cut=cut)
-        sels.append(select(store, skey, cut, a_res, taus_of, force=force, primary=p.name,
-                           model_name=ledger.ctx.model_name))
+    world = world_of(ledger)
+    skeys = [selection_key(store, model_id=ledger.ctx.model_id, model_name=ledger.ctx.model_name,
+                           primary=p_res, aux=a_res, signal=signal, cut=cut) for cut in cuts]
+
+    def selections(refresh: bool) -> list[Selection]:
+        out = []
+        for ci, (cut, skey) in enumerate(zip(cuts, skeys, strict=True)):
+            emit(progress, Stage.FG_CUT, task=p.name, done=ci, total=len(cuts),
+                 message=cut.label)
+            out.append(select(store, skey, cut, a_res, taus_of, force=refresh, primary=p.name,
+                              model_name=ledger.ctx.model_name))
+        return out
+
+    # under torchrun rank 0 selects (with --force: recomputes) and the others read its entries
+    sels = selections(force) if world.is_main else []
+    if world.distributed:
+        distributed.barrier(world)
+        if not world.is_main:
+            sels = selections(False)
     # every cut x seed is one batch of the ledger (under torchrun: spread over the ranks)
     plans = [_cut_units(ledger, cut, sel, aux, seeds) for cut, sel in zip(cuts, sels,
                                                                          strict=True)]

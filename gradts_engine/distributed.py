@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, StoreError
 
-__all__ = ["ENV_ERRORS", "TIMEOUT_ENV", "World", "all_gather_json", "all_gather_rows",
+__all__ = ["ENV_ERRORS", "TIMEOUT_ENV", "Board", "World", "all_gather_json", "all_gather_rows",
            "all_reduce_sum_", "assign_lpt", "barrier", "batch_slice", "broadcast_json",
            "check_same_store", "current", "describe", "finish", "from_env", "init",
            "merge_shards", "rank_part", "shard_indices"]
@@ -358,6 +358,81 @@ def all_gather_rows(world: World, values: np.ndarray) -> list[np.ndarray]:
     parts = [torch.empty_like(local) for _ in range(world.size)]
     dist.all_gather(parts, local)
     return [p.cpu().numpy()[:k] for p, k in zip(parts, sizes, strict=True)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress of the other ranks, through the shared store (no RPC)
+# ---------------------------------------------------------------------------------------------
+class Board:
+    """The other ranks' unit events, for rank 0's progress while the run goes on.
+
+    Every rank other than 0 appends one JSON line per event to
+    ``<store root>/.dist/board-<run>/rank-<r>.jsonl`` (:meth:`post`); rank 0 reads the complete
+    lines it has not seen yet (:meth:`drain`) between its own units, and waits for the rest
+    (:meth:`wait`) before the ranks gather. The store is already shared by every rank
+    (:func:`check_same_store`), so this needs no other channel. World size 1: nothing.
+    """
+
+    def __init__(self, world: World, folder: Path | None) -> None:
+        self.world, self.folder = world, folder
+        self._offsets: dict[int, int] = {}
+
+    @classmethod
+    def open(cls, world: World, root: str | os.PathLike[str]) -> Board:
+        """A board for one phase of the run (collective: every rank calls it)."""
+        if not world.distributed:
+            return cls(world, None)
+        run = broadcast_json(world, uuid.uuid4().hex if world.is_main else None)
+        folder = Path(root) / ".dist" / f"board-{run}"
+        if world.is_main:
+            folder.mkdir(parents=True, exist_ok=True)
+        barrier(world)
+        return cls(world, folder)
+
+    def post(self, event: Mapping[str, Any]) -> None:
+        """Append ``event`` for rank 0 (on rank 0, and with one process: nothing)."""
+        if self.folder is None or self.world.is_main:
+            return
+        with open(self.folder / f"rank-{self.world.rank}.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(dict(event)) + "\n")
+
+    def drain(self) -> list[dict[str, Any]]:
+        """The events posted since the last call, rank by rank (on rank 0; else nothing)."""
+        out: list[dict[str, Any]] = []
+        if self.folder is None or not self.world.is_main:
+            return out
+        for r in range(1, self.world.size):
+            try:
+                data = (self.folder / f"rank-{r}.jsonl").read_bytes()
+            except FileNotFoundError:
+                continue
+            start, end = self._offsets.get(r, 0), data.rfind(b"\n") + 1  # whole lines only
+            if end > start:
+                out += [json.loads(line) for line in data[start:end].splitlines() if line]
+                self._offsets[r] = end
+        return out
+
+    def wait(self, done: Any, on_events: Any, poll_s: float = 0.2) -> None:
+        """On rank 0: pass every new event to ``on_events`` until ``done()`` is true.
+
+        A rank that fails ends the run (the launcher stops rank 0), so this cannot outlive it.
+        """
+        import time
+
+        while self.folder is not None and self.world.is_main:
+            events = self.drain()
+            if events:
+                on_events(events)
+            if done():
+                return
+            time.sleep(poll_s)
+
+    def close(self) -> None:
+        """Remove the board (rank 0, once every rank has gathered: nobody writes any more)."""
+        if self.folder is not None and self.world.is_main:
+            import shutil
+
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -49,7 +49,8 @@ def probe_parallel(ctx: ProbeContext, model: str, tasks: Sequence[TaskSpec], *, 
     that probed it, under the key's lock. With fewer tasks to compute than ranks, all ranks
     probe each task together instead (:func:`probe_one_dp`: data parallelism). Every rank
     returns the whole run (read back from the store); rank 0's ``progress`` sees its own
-    tasks and a ``done`` event for every other.
+    tasks, and a ``done`` event for each task of the other ranks as it finishes (posted to a
+    :class:`distributed.Board` in the store, read between rank 0's own tasks and while it waits).
     """
     import torch
 
@@ -67,12 +68,26 @@ def probe_parallel(ctx: ProbeContext, model: str, tasks: Sequence[TaskSpec], *, 
             costs[int(i)] = int(cost)
     pending = [i for i, c in enumerate(costs) if c >= 0]
     seconds: dict[str, float] = {}
+    shown: set[int] = set()                   # other ranks' tasks already in rank 0's progress
     if len(pending) >= world.size:            # task parallelism: whole tasks, largest first
         plan = distributed.assign_lpt([costs[i] for i in pending], world.size)
+        board = distributed.Board.open(world, ctx.store.root)
+
+        def show(events: list[dict[str, Any]]) -> None:   # rank 0: the others' finished tasks
+            for ev in events:
+                i = int(ev["i"])
+                entry = ctx.store.entry(probe_key(ctx, tasks[i]), verify=False)
+                emit(progress, Stage.DONE, task=tasks[i].name, done=1, total=1,
+                     message=str(entry.path), metrics={"seconds": float(ev["seconds"])})
+                shown.add(i)
+
         for j in plan[world.rank]:
-            spec = tasks[pending[j]]
-            seconds[str(pending[j])] = probe_one(ctx, spec, force=force,
-                                                  progress=progress).seconds
+            i = pending[j]
+            seconds[str(i)] = probe_one(ctx, tasks[i], force=force, progress=progress).seconds
+            board.post({"i": i, "seconds": seconds[str(i)]})
+            show(board.drain())
+        others = sum(len(units) for r, units in enumerate(plan) if r != world.rank)
+        board.wait(lambda: len(shown) >= others, show)
     else:                                     # more ranks than tasks: all ranks on each task
         ctx.data_parallel = True
         try:
@@ -83,6 +98,8 @@ def probe_parallel(ctx: ProbeContext, model: str, tasks: Sequence[TaskSpec], *, 
     done: dict[int, float] = {}
     for part in distributed.all_gather_json(world, seconds):   # also: every unit is stored
         done.update((int(i), float(s)) for i, s in part.items())
+    if len(pending) >= world.size:
+        board.close()
     outcomes = []
     for i, spec in enumerate(tasks):
         t0 = time.perf_counter()
@@ -91,7 +108,7 @@ def probe_parallel(ctx: ProbeContext, model: str, tasks: Sequence[TaskSpec], *, 
             outcomes.append(cached_outcome(ctx, spec, key, t0, progress))
             continue
         entry = ctx.store.entry(key, verify=False)
-        if str(i) not in seconds:
+        if str(i) not in seconds and i not in shown:
             emit(progress, Stage.DONE, task=spec.name, done=1, total=1, message=str(entry.path),
                  metrics={"seconds": done[i]})
         outcomes.append(ProbeOutcome(spec.name, False, done[i],

@@ -185,6 +185,17 @@ COLLECTIVES = textwrap.dedent("""
     except StoreError as e:
         out["split_store"] = [e.message, e.details.get("all_ranks")]
     import time
+    board = distributed.Board.open(w, base / "shared")   # rank 1's events reach rank 0 live
+    got = []
+    if w.rank == 1:
+        board.post({"i": 4, "seconds": 1.5})
+        time.sleep(0.5)
+        board.post({"i": 2, "seconds": 0.25})
+    board.wait(lambda: len(got) >= 2, got.extend, poll_s=0.05)
+    out["board"] = got
+    distributed.barrier(w)
+    board.close()
+    out["board_left"] = board.folder is not None and board.folder.exists()
     import torch.distributed as dist
     if w.rank == 1:
         time.sleep(1.0)   # rank 0 reaches finish() first: it must wait for rank 1
@@ -202,6 +213,8 @@ def test_collectives_and_the_store_check_with_two_ranks(tmp_path):
     assert res.returncode == 0, _why(res)
     got = [json.loads((tmp_path / f"result-{r}.json").read_text()) for r in range(2)]
     assert [g["rank"] for g in got] == [0, 1] and {g["backend"] for g in got} == {"gloo"}
+    assert got[0]["board"] == [{"i": 4, "seconds": 1.5}, {"i": 2, "seconds": 0.25}]
+    assert got[1]["board"] == [] and not got[0]["board_left"]   # read by rank 0 only; removed
     assert all(g["left"] for g in got)        # finish(): every rank left the group ...
     assert got[0]["t_after"] >= got[1]["t_before"]   # ... rank 0 only once rank 1 was there
     for g in got:
@@ -270,6 +283,10 @@ def test_task_parallel_probe_equals_one_process(tiny, tmp_path):
     assert sorted(set(ranks.values())) == [0, 1]     # both ranks probed tasks
     assert all(t["info"]["distributed"]["world_size"] == 2 for t in doc["tasks"])
     assert not any(t["cached"] for t in doc["tasks"])
+    probed = [ln for ln in two.stderr.splitlines() if " probed in " in ln]   # rank 0's lines
+    assert sorted(ln.split(": ", 1)[1].split()[0] for ln in probed) == sorted(
+        ["neg_movie", "match_city", "topic_home"]), probed   # every task once, rank 1's too
+    assert not list((tmp_path / "two" / ".dist").glob("board-*"))   # the board is removed
 
 
 @pytest.fixture(scope="module")

@@ -86,8 +86,10 @@ def get_many(ledger: Ledger, units: Sequence[Unit], *, force: bool = False,
     """Every unit's run, in the order of ``units`` (see the module docstring).
 
     ``on_start(i)`` is called before unit ``i`` is trained or loaded by this rank,
-    ``before_training(i)`` only when this rank starts training it, ``on_done(i, run)`` for
-    every unit once its run is known (with several ranks: after all units are done).
+    ``before_training(i)`` only when this rank starts training it, ``on_done(i, run)`` once
+    for every unit when its run is known: with several ranks in task parallelism, for this
+    rank's units as each finishes and, on rank 0, for the other ranks' units as they post them
+    (:class:`distributed.Board`), the rest after all units are done.
     """
     world = world_of(ledger)
     if not world.distributed:
@@ -146,8 +148,23 @@ def _distributed(ledger: Ledger, world: World, units: Sequence[Unit], force: boo
         world, _pending(ledger, keys, units, force) if world.is_main else None)
     costs = [unit_cost(ledger, units[i]) for i in pending]
     mine: dict[str, dict[str, Any]] = {}      # unit index -> who trained it, how fast
-    if len(pending) >= world.size:            # task parallelism: whole units, largest first
+    shown: set[int] = set()                   # units already passed to on_done
+    task_parallel = len(pending) >= world.size
+    if task_parallel:                         # task parallelism: whole units, largest first
         plan = distributed.assign_lpt(costs, world.size)
+        board = distributed.Board.open(world, ledger.store.root)
+
+        def show(events: list[dict[str, Any]]) -> None:   # rank 0: the others' finished units
+            from .ledger import Run, read_run
+
+            for ev in events:
+                i = int(ev["i"])
+                if on_done is not None:
+                    u = units[i]
+                    entry = ledger.store.entry(ledger.key(u.aux, u.seed, u.subsets))
+                    on_done(i, Run(read_run(ledger.store, entry), bool(ev["cached"]), keys[i]))
+                shown.add(i)
+
         for j in plan[world.rank]:
             i = pending[j]
             if on_start is not None:
@@ -157,6 +174,13 @@ def _distributed(ledger: Ledger, world: World, units: Sequence[Unit], force: boo
                            subsets=units[i].subsets, before_training=_hook(before_training, i))
             mine[str(i)] = _who(world, "task", r.cached, time.perf_counter() - t0,
                                 _seen(r.result))
+            if on_done is not None:
+                on_done(i, r)
+            shown.add(i)
+            board.post({"i": i, "cached": r.cached})
+            show(board.drain())
+        others = sum(len(u) for rank, u in enumerate(plan) if rank != world.rank)
+        board.wait(lambda: len(shown) >= len(plan[world.rank]) + others, show)
     else:                                     # more ranks than units: all ranks on each unit
         for j in sorted(range(len(pending)), key=lambda j: (-costs[j], j)):
             i = pending[j]
@@ -170,6 +194,8 @@ def _distributed(ledger: Ledger, world: World, units: Sequence[Unit], force: boo
     for part in distributed.all_gather_json(world, mine):   # also: every entry is in place
         for i, v in part.items():
             trained.setdefault(int(i), []).append(v)
+    if task_parallel:
+        board.close()
     for i, who in trained.items():
         if not any(w.get("cached") for w in who):
             ledger.trained_by[keys[i]] = {"parallel": who[0]["parallel"], "ranks": who}
@@ -184,7 +210,7 @@ def _distributed(ledger: Ledger, world: World, units: Sequence[Unit], force: boo
         else:
             r = ledger.get(u.aux, u.seed, label=u.label, subsets=u.subsets)   # stored
             first[k] = i
-        if on_done is not None:
+        if on_done is not None and i not in shown:
             on_done(i, r)
         out.append(r)
     return out

@@ -44,7 +44,7 @@ import datetime as _dt
 import json
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -412,7 +412,8 @@ class Board:
                 self._offsets[r] = end
         return out
 
-    def wait(self, done: Any, on_events: Any, poll_s: float = 0.2) -> None:
+    def wait(self, done: Callable[[], bool],
+             on_events: Callable[[list[dict[str, Any]]], None], poll_s: float = 0.2) -> None:
         """On rank 0: pass every new event to ``on_events`` until ``done()`` is true.
 
         A rank that fails ends the run (the launcher stops rank 0), so this cannot outlive it.

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from . import data, interrupts
 from .errors import TrainingError
 from .progress import ProgressFn, Stage, emit
 from .signal import Measure, parse_choice
@@ -242,12 +243,20 @@ def importance_pass(net: Any, layout: Any, encoded: Any, kind: str, s: PassSetti
             "examples_per_s": n / max(seconds, 1e-9)}
 
 
+def _batch_importance(fn: Callable[[Mapping[str, Any]], Any], encoded: Any, b_idx: np.ndarray,
+                      s: PassSettings) -> Any:
+    """``fn`` on the examples ``b_idx``, collated onto the pass's device, under its autocast
+    (a safe point for Ctrl-C comes first)."""
+    interrupts.check()
+    batch = to_device(data.collate(encoded, b_idx, s.pad_id), s.device)
+    with autocast(s.device, s.dtype):
+        return fn(batch)
+
+
 def _walk(fn: Callable[[Mapping[str, Any]], Any], encoded: Any, s: PassSettings, total: Any,
           writer: Any, task: str | None, progress: ProgressFn | None) -> list[str]:
     """Run ``fn`` over ``encoded`` chunk by chunk; add into ``total``; write R per chunk."""
     import torch
-
-    from . import data, interrupts
 
     n = len(encoded)
     lengths = encoded.lengths()
@@ -260,11 +269,8 @@ def _walk(fn: Callable[[Mapping[str, Any]], Any], encoded: Any, s: PassSettings,
         buf = (torch.empty(len(idx), L, H, device=s.device)
                if writer is not None else None)                                  # (n_c, L, H)
         for b0 in range(0, len(order), s.batch_size):
-            interrupts.check()
             b_idx = order[b0:b0 + s.batch_size]
-            batch = to_device(data.collate(encoded, b_idx, s.pad_id), s.device)
-            with autocast(s.device, s.dtype):
-                R = fn(batch).to(s.device)                                       # (B, L, H)
+            R = _batch_importance(fn, encoded, b_idx, s).to(s.device)           # (B, L, H)
             total += R.sum(0, dtype=torch.float64)
             if buf is not None:
                 buf[torch.as_tensor(b_idx - start, device=s.device)] = R.float()
@@ -294,7 +300,7 @@ def _walk_sharded(fn: Callable[[Mapping[str, Any]], Any], encoded: Any, s: PassS
     """
     import torch
 
-    from . import data, distributed, interrupts
+    from . import distributed
 
     world = s.world
     n = len(encoded)
@@ -308,11 +314,8 @@ def _walk_sharded(fn: Callable[[Mapping[str, Any]], Any], encoded: Any, s: PassS
         order = mine[np.argsort(-lengths[mine], kind="stable")]                  # longest first
         parts = []
         for b0 in range(0, len(order), s.batch_size):
-            interrupts.check()
             b_idx = order[b0:b0 + s.batch_size]
-            batch = to_device(data.collate(encoded, b_idx, s.pad_id), s.device)
-            with autocast(s.device, s.dtype):
-                parts.append(fn(batch).float())                                 # (B, L, H)
+            parts.append(_batch_importance(fn, encoded, b_idx, s).float())      # (B, L, H)
             now = time.perf_counter()
             if now - last_emit >= EMIT_SECONDS:
                 last_emit = now

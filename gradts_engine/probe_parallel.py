@@ -68,18 +68,21 @@ def probe_parallel(ctx: ProbeContext, model: str, tasks: Sequence[TaskSpec], *, 
             costs[int(i)] = int(cost)
     pending = [i for i, c in enumerate(costs) if c >= 0]
     seconds: dict[str, float] = {}
-    shown: set[int] = set()                   # other ranks' tasks already in rank 0's progress
-    if len(pending) >= world.size:            # task parallelism: whole tasks, largest first
+    entries: dict[int, Any] = {}              # other ranks' tasks already in this progress
+
+    def show_done(i: int, secs: float) -> None:   # another rank's task: its entry, one event
+        entries[i] = ctx.store.entry(probe_key(ctx, tasks[i]), verify=False)
+        emit(progress, Stage.DONE, task=tasks[i].name, done=1, total=1,
+             message=str(entries[i].path), metrics={"seconds": secs})
+
+    def show(events: list[dict[str, Any]]) -> None:   # rank 0: the others' finished tasks
+        for ev in events:
+            show_done(int(ev["i"]), float(ev["seconds"]))
+
+    task_parallel = len(pending) >= world.size
+    if task_parallel:                         # task parallelism: whole tasks, largest first
         plan = distributed.assign_lpt([costs[i] for i in pending], world.size)
         board = distributed.Board.open(world, ctx.store.root)
-
-        def show(events: list[dict[str, Any]]) -> None:   # rank 0: the others' finished tasks
-            for ev in events:
-                i = int(ev["i"])
-                entry = ctx.store.entry(probe_key(ctx, tasks[i]), verify=False)
-                emit(progress, Stage.DONE, task=tasks[i].name, done=1, total=1,
-                     message=str(entry.path), metrics={"seconds": float(ev["seconds"])})
-                shown.add(i)
 
         for j in plan[world.rank]:
             i = pending[j]
@@ -87,7 +90,7 @@ def probe_parallel(ctx: ProbeContext, model: str, tasks: Sequence[TaskSpec], *, 
             board.post({"i": i, "seconds": seconds[str(i)]})
             show(board.drain())
         others = sum(len(units) for r, units in enumerate(plan) if r != world.rank)
-        board.wait(lambda: len(shown) >= others, show)
+        board.wait(lambda: len(entries) >= others, show)
     else:                                     # more ranks than tasks: all ranks on each task
         ctx.data_parallel = True
         try:
@@ -98,7 +101,7 @@ def probe_parallel(ctx: ProbeContext, model: str, tasks: Sequence[TaskSpec], *, 
     done: dict[int, float] = {}
     for part in distributed.all_gather_json(world, seconds):   # also: every unit is stored
         done.update((int(i), float(s)) for i, s in part.items())
-    if len(pending) >= world.size:
+    if task_parallel:
         board.close()
     outcomes = []
     for i, spec in enumerate(tasks):
@@ -107,10 +110,9 @@ def probe_parallel(ctx: ProbeContext, model: str, tasks: Sequence[TaskSpec], *, 
         if i not in done:
             outcomes.append(cached_outcome(ctx, spec, key, t0, progress))
             continue
-        entry = ctx.store.entry(key, verify=False)
-        if str(i) not in seconds and i not in shown:
-            emit(progress, Stage.DONE, task=spec.name, done=1, total=1, message=str(entry.path),
-                 metrics={"seconds": done[i]})
+        if str(i) not in seconds and i not in entries:
+            show_done(i, done[i])
+        entry = entries.get(i) or ctx.store.entry(key, verify=False)
         outcomes.append(ProbeOutcome(spec.name, False, done[i],
                                      results.read_result(ctx.store, entry, verify=False)))
     return ProbeRun(model, ctx.ref.cache_id, ctx.measure, tuple(outcomes))

@@ -24,6 +24,18 @@ def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
             monkeypatch.delenv(var, raising=False)
 
 
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny random BERT that knows the demo suite's words (built from a config, saved, loaded
+    back by path; one per test module). Modules that need another tiny model define their own."""
+    pytest.importorskip("torch")
+    from gradts_engine import models
+    from gradts_engine.tasks import demo
+
+    return str(models.make_tiny_model(tmp_path_factory.mktemp("tiny"),
+                                      words=demo.vocabulary({"train": 40})))
+
+
 @pytest.fixture
 def store_root() -> Path:
     return Path(os.environ["GRADTS_HOME"])

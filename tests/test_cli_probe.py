@@ -13,16 +13,9 @@ torch.set_num_threads(1)  # tiny models: threads only contend on a shared 2-core
 
 from gradts_cli.app import main  # noqa: E402
 from gradts_engine import models  # noqa: E402
-from gradts_engine.tasks import demo  # noqa: E402
 
 FAST = ["--epochs", "1", "--batch-size", "16", "--max-length", "64",
         "--max-train-examples", "24", "--device", "cpu"]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(models.make_tiny_model(tmp_path_factory.mktemp("tiny"),
-                                      words=demo.vocabulary({"train": 40})))
 
 
 @pytest.fixture(autouse=True)

@@ -228,15 +228,6 @@ def test_collectives_and_the_store_check_with_two_ranks(tmp_path):
         list((tmp_path / "shared" / ".dist").iterdir()) == []
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from gradts_engine import models
-    from gradts_engine.tasks import demo
-
-    return str(models.make_tiny_model(tmp_path_factory.mktemp("tiny"),
-                                      words=demo.vocabulary({"train": 40})))
-
-
 def _probe_matrices(home: Path) -> dict[str, dict[str, np.ndarray]]:
     """Every probe entry's stored task and instance arrays, by task name."""
     from safetensors.numpy import load_file

@@ -15,19 +15,12 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 from gradts_cli.app import main  # noqa: E402
-from gradts_engine import models, training  # noqa: E402
 from gradts_engine import tracking as tracking_mod  # noqa: E402
-from gradts_engine.tasks import demo  # noqa: E402
+from gradts_engine import training  # noqa: E402
 
 FAST = ["--epochs", "2", "--batch-size", "16", "--max-length", "64",
         "--max-train-examples", "24", "--device", "cpu", "--lr", "1e-3"]
 SIZES = {"train": 40, "dev": 20, "test": 20}
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(models.make_tiny_model(tmp_path_factory.mktemp("tiny"),
-                                      words=demo.vocabulary({"train": 40})))
 
 
 @pytest.fixture(autouse=True)

@@ -149,6 +149,7 @@ def _distributed(ledger: Ledger, world: World, units: Sequence[Unit], force: boo
     costs = [unit_cost(ledger, units[i]) for i in pending]
     mine: dict[str, dict[str, Any]] = {}      # unit index -> who trained it, how fast
     shown: set[int] = set()                   # units already passed to on_done
+    early: dict[int, MTLResult] = {}          # other ranks' runs read for rank 0's progress
     task_parallel = len(pending) >= world.size
     if task_parallel:                         # task parallelism: whole units, largest first
         plan = distributed.assign_lpt(costs, world.size)
@@ -162,7 +163,8 @@ def _distributed(ledger: Ledger, world: World, units: Sequence[Unit], force: boo
                 if on_done is not None:
                     u = units[i]
                     entry = ledger.store.entry(ledger.key(u.aux, u.seed, u.subsets))
-                    on_done(i, Run(read_run(ledger.store, entry), bool(ev["cached"]), keys[i]))
+                    early[i] = read_run(ledger.store, entry)
+                    on_done(i, Run(early[i], bool(ev["cached"]), keys[i]))
                 shown.add(i)
 
         for j in plan[world.rank]:
@@ -179,8 +181,8 @@ def _distributed(ledger: Ledger, world: World, units: Sequence[Unit], force: boo
             shown.add(i)
             board.post({"i": i, "cached": r.cached})
             show(board.drain())
-        others = sum(len(u) for rank, u in enumerate(plan) if rank != world.rank)
-        board.wait(lambda: len(shown) >= len(plan[world.rank]) + others, show)
+        board.wait(lambda: len(shown) >= len(pending), show)   # this rank's and the others'
+
     else:                                     # more ranks than units: all ranks on each unit
         for j in sorted(range(len(pending)), key=lambda j: (-costs[j], j)):
             i = pending[j]
@@ -205,7 +207,7 @@ def _distributed(ledger: Ledger, world: World, units: Sequence[Unit], force: boo
         if k in first:                        # asked twice in this call: trained once
             r = dataclasses.replace(out[first[k]], cached=True)
         elif i in trained:
-            r = _read_trained(ledger, u, k, trained[i], world)
+            r = _read_trained(ledger, u, k, trained[i], world, early.get(i))
             first[k] = i
         else:
             r = ledger.get(u.aux, u.seed, label=u.label, subsets=u.subsets)   # stored
@@ -230,8 +232,11 @@ def _who(world: World, parallel: str, cached: bool, seconds: float, examples: in
 
 
 def _read_trained(ledger: Ledger, u: Unit, key: str, who: Sequence[Mapping[str, Any]],
-                  world: World) -> Run:
-    """The run of a unit trained in this call (by this rank or others): ``cached=False``."""
+                  world: World, result: MTLResult | None = None) -> Run:
+    """The run of a unit trained in this call (by this rank or others): ``cached=False``.
+
+    ``result``: the run as already read from the store (for rank 0's progress), not read again.
+    """
     from .ledger import Run, read_run
 
     done = ledger._done.get(key)
@@ -240,8 +245,9 @@ def _read_trained(ledger: Ledger, u: Unit, key: str, who: Sequence[Mapping[str, 
     if own and done is not None:              # in memory, counted in ``trained`` already
         return done
     cached = any(w.get("cached") for w in who)   # another process had stored it meanwhile
-    run = Run(read_run(ledger.store, ledger.store.entry(ledger.key(u.aux, u.seed, u.subsets))),
-              cached, key)
+    if result is None:
+        result = read_run(ledger.store, ledger.store.entry(ledger.key(u.aux, u.seed, u.subsets)))
+    run = Run(result, cached, key)
     ledger._done[key] = run
     if not cached:
         ledger.trained += 1

@@ -43,6 +43,16 @@ def tmpfs(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30)
 
 
+def _home_on(tmpfs: Path, pipeline, monkeypatch, caches: bool = False
+             ) -> tuple[Path, dict[str, str]]:
+    """A store at ``<tmpfs>/home`` with the earlier entries in it (:func:`_seed_store`), run
+    from the tmpfs's parent directory; returns it and those entries' checksums."""
+    monkeypatch.chdir(tmpfs.parent)
+    home = tmpfs / "home"
+    home.mkdir()
+    return home, _seed_store(home, pipeline, caches)
+
+
 def _seed_store(home: Path, pipeline, caches: bool = False) -> dict[str, str]:
     """The reference probe entries of prim and auxa (not auxb) copied in: 'earlier entries'.
     With ``caches``, also every cache that a probe of auxb reads (datasets, tokens), so that
@@ -96,10 +106,7 @@ FAILED_AT: list[int] = []
 def test_full_disk_while_the_entry_is_written(free_kb, tmpfs, pipeline, capsys, monkeypatch):
     """Only the probe entry is left to write (its caches are there): the disk fills up at
     the array files, at meta.json or at the rename, depending on the level."""
-    monkeypatch.chdir(tmpfs.parent)
-    home = tmpfs / "home"
-    home.mkdir()
-    before = _seed_store(home, pipeline, caches=True)
+    home, before = _home_on(tmpfs, pipeline, monkeypatch, caches=True)
     filler = _fill(tmpfs, free_kb)
     code, line = _probe_auxb(capsys, pipeline, home)
     if code == 0:                      # it fitted: then it must be a complete, valid entry
@@ -122,10 +129,7 @@ def test_some_full_disk_levels_failed() -> None:
 
 
 def test_full_disk_before_the_datasets_cache(tmpfs, pipeline, capsys, monkeypatch):
-    monkeypatch.chdir(tmpfs.parent)
-    home = tmpfs / "home"
-    home.mkdir()
-    before = _seed_store(home, pipeline)
+    home, before = _home_on(tmpfs, pipeline, monkeypatch)
     filler = _fill(tmpfs, 0)
     code, line = _probe_auxb(capsys, pipeline, home)
     assert code == 10 and "disk is full" in line, line
@@ -134,10 +138,7 @@ def test_full_disk_before_the_datasets_cache(tmpfs, pipeline, capsys, monkeypatc
 
 
 def test_read_only_store(tmpfs, pipeline, capsys, monkeypatch):
-    monkeypatch.chdir(tmpfs.parent)
-    home = tmpfs / "home"
-    home.mkdir()
-    before = _seed_store(home, pipeline)
+    home, before = _home_on(tmpfs, pipeline, monkeypatch)
     (home / ".tmp").mkdir(exist_ok=True)
     (home / ".locks").mkdir(exist_ok=True)
     _mount("-o", "remount,ro", str(tmpfs))
@@ -156,10 +157,7 @@ def test_read_only_store(tmpfs, pipeline, capsys, monkeypatch):
 
 
 def test_probe_folder_turns_read_only_before_the_rename(tmpfs, pipeline, capsys, monkeypatch):
-    monkeypatch.chdir(tmpfs.parent)
-    home = tmpfs / "home"
-    home.mkdir()
-    before = _seed_store(home, pipeline)
+    home, before = _home_on(tmpfs, pipeline, monkeypatch)
     probe_dir = home / "probe"
     _mount("--bind", str(probe_dir), str(probe_dir))
     try:
